@@ -1,0 +1,32 @@
+# citynode: `make demo` shows it working, `make test` proves it.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+OUT     := build
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	@mkdir -p $(OUT)
+	$(VENV)/bin/citynode replay recordings/parking-day.jsonl.gz --report $(OUT)/parking-day.html
+	$(VENV)/bin/citynode replay recordings/flood-event.jsonl.gz --runtime micropython --report $(OUT)/flood-event.html
+
+bench: setup
+	$(PY) -m host_tools.bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis

@@ -1,0 +1,99 @@
+"""Small integer building blocks shared by the detectors.
+
+Every time constant is in milliseconds of the sample clock, never in a
+count of samples, so a recording made at 1 Hz and one at 10 Hz behave alike.
+"""
+
+from citynode import ticks
+
+_ERR_LIMIT = 100000
+_DT_LIMIT_MS = 10000
+
+
+def follow(est, target, dt_ms, tau_ms):
+    """Move the integer estimate `est` toward `target` as a first-order
+    low-pass with time constant `tau_ms` would over `dt_ms`.
+
+    The step is truncated toward zero (no drift from rounding) and both the
+    error and the interval are bounded so every product stays a small int.
+    Use Q8 fixed point (value << 8) where sub-unit resolution matters.
+    """
+    err = target - est
+    if err > _ERR_LIMIT:
+        err = _ERR_LIMIT
+    elif err < -_ERR_LIMIT:
+        err = -_ERR_LIMIT
+    if dt_ms > _DT_LIMIT_MS:
+        dt_ms = _DT_LIMIT_MS
+    if dt_ms > tau_ms:
+        dt_ms = tau_ms
+    if err >= 0:
+        return est + err * dt_ms // tau_ms
+    return est - (-err) * dt_ms // tau_ms
+
+
+class Dwell:
+    """A two-state decision that flips only after the evidence for the other
+    state has held, uninterrupted, for a dwell time (ms) of that direction.
+
+    `update(t, want)` returns True when the state changed. `want=None`
+    (no evidence, e.g. a faulted reading) neither confirms nor interrupts.
+    """
+
+    def __init__(self, on_ms, off_ms, state=False):
+        self.on_ms = on_ms
+        self.off_ms = off_ms
+        self.state = state
+        self._since = None
+
+    def update(self, t, want):
+        if want is None:
+            return False
+        if want == self.state:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = t
+        need = self.off_ms if self.state else self.on_ms
+        if ticks.diff(t, self._since) < need:
+            return False
+        self.state = want
+        self._since = None
+        return True
+
+    def reset(self, state=False):
+        self.state = state
+        self._since = None
+
+
+class FaultWatch:
+    """Raises a sensor fault once faulted readings have lasted `after_ms`
+    (and at least two readings), and clears it on the next good one.
+
+    Events go to the shared `events` list as dicts.
+    """
+
+    def __init__(self, sensor, events, after_ms):
+        self.sensor = sensor
+        self.events = events
+        self.after_ms = after_ms
+        self.active = None
+        self._since = None
+        self._count = 0
+
+    def fault(self, t, name):
+        if self._since is None:
+            self._since = t
+            self._count = 0
+        self._count += 1
+        if self.active is None and self._count >= 2 and ticks.diff(t, self._since) >= self.after_ms:
+            self.active = name
+            self.events.append({"t": t, "kind": "fault", "sensor": self.sensor,
+                                "fault": name, "active": True})
+
+    def ok(self, t):
+        self._since = None
+        if self.active is not None:
+            self.events.append({"t": t, "kind": "fault", "sensor": self.sensor,
+                                "fault": self.active, "active": False})
+            self.active = None

@@ -1,0 +1,225 @@
+"""Reader for citynode recordings (docs/recording-format.md): JSON Lines,
+a header then one sample or ground-truth record per line.
+
+Runs on MicroPython and CPython alike. It streams: one line in memory at a
+time. Every line is checked as it is read; the first malformed one raises
+`RecordingError` naming the file, the line and the field, and reading
+stops there — replay never guesses past a bad line.
+"""
+
+import json
+
+FORMAT = "citynode-recording"
+VERSIONS = (1,)
+
+_SENSOR_TYPES = ("bay_ultrasonic", "bay_magnetic", "water", "env")
+_HEADER_REQUIRED = ("format", "version", "node", "board", "start", "sensors")
+_HEADER_OPTIONAL = ("site", "mount", "units", "plan", "notes", "generator", "duration_s")
+_ENV_FIELDS = ("temp_c", "pressure_pa", "humidity_pct")
+_MAX_PINGS = 16
+
+
+class RecordingError(Exception):
+    """A recording that cannot be read: `str()` is one line, path:line: what."""
+
+    def __init__(self, path, line, message):
+        Exception.__init__(self, "%s:%d: %s" % (path, line, message))
+        self.path = path
+        self.line = line
+
+
+def _is_int(v):
+    return type(v) is int
+
+
+def _is_num(v):
+    return type(v) is int or type(v) is float
+
+
+class Reader:
+    """Iterate over a recording's records (dicts) after its header.
+
+    `header` is the parsed, checked header; `sensors` maps each sensor id to
+    its type. Sample records carry `s` (sensor id) and truth records carry
+    `truth` (the sensor id the truth is about); both carry `t`, integer
+    milliseconds since `header["start"]` (UTC epoch seconds).
+    `stream` (a binary file object) is read instead of opening `path`;
+    `path` then only names it in errors.
+    """
+
+    def __init__(self, path, chunk=512, stream=None):
+        self.path = path
+        self.line = 0
+        self._chunk = chunk
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._last_t = 0
+        self._f = open(path, "rb") if stream is None else stream  # noqa: SIM115 - closed at the end or by close()
+        try:
+            raw = self._next_line()
+            if raw is None:
+                self._fail("empty file: no header")
+            self.header = self._check_header(self._parse(raw))
+        except Exception:
+            self._f.close()
+            raise
+        self.sensors = {}
+        for s in self.header["sensors"]:
+            self.sensors[s["id"]] = s["type"]
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        while True:
+            raw = self._next_line()
+            if raw is None:
+                self.close()
+                return
+            if not raw.strip():
+                continue
+            yield self._check_record(self._parse(raw))
+
+    def _fail(self, message):
+        raise RecordingError(self.path, self.line, message)
+
+    def _next_line(self):
+        buf = self._buf
+        pos = self._pos
+        while True:
+            i = buf.find(b"\n", pos)
+            if i >= 0:
+                self._pos = i + 1
+                self.line += 1
+                return buf[pos:i]
+            if self._eof:
+                self._buf = b""
+                self._pos = 0
+                if pos >= len(buf):
+                    return None
+                self.line += 1
+                return buf[pos:]
+            chunk = self._f.read(self._chunk)
+            if not chunk:
+                self._eof = True
+            else:
+                buf = buf[pos:] + chunk
+                pos = 0
+                self._buf = buf
+
+    def _parse(self, raw):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            self._fail("not a JSON object (truncated or corrupt line)")
+        if type(obj) is not dict:
+            self._fail("not a JSON object")
+        return obj
+
+    def _check_header(self, h):
+        for key in _HEADER_REQUIRED:
+            if key not in h:
+                self._fail("header: missing field '%s'" % key)
+        if h["format"] != FORMAT:
+            self._fail("header: field 'format' is %r, expected %r" % (h["format"], FORMAT))
+        if h["version"] not in VERSIONS:
+            self._fail("header: field 'version': unsupported recording version %r (this reader reads %s)"
+                       % (h["version"], ", ".join(str(v) for v in VERSIONS)))
+        for key in h:
+            if key not in _HEADER_REQUIRED and key not in _HEADER_OPTIONAL:
+                self._fail("header: unknown field '%s'" % key)
+        if not _is_int(h["start"]) or h["start"] < 0:
+            self._fail("header: field 'start' must be UTC epoch seconds (an integer)")
+        for key in ("node", "board"):
+            if type(h[key]) is not str:
+                self._fail("header: field '%s' must be a string" % key)
+        sensors = h["sensors"]
+        if type(sensors) is not list or not sensors:
+            self._fail("header: field 'sensors' must be a non-empty list")
+        seen = []
+        for i, s in enumerate(sensors):
+            where = "header: field 'sensors[%d]'" % i
+            if type(s) is not dict:
+                self._fail(where + " must be an object")
+            if type(s.get("id")) is not str or not s["id"]:
+                self._fail(where + ".id must be a non-empty string")
+            if s.get("type") not in _SENSOR_TYPES:
+                self._fail(where + ".type must be one of " + ", ".join(_SENSOR_TYPES))
+            if s["id"] in seen:
+                self._fail(where + ".id %r is used twice" % s["id"])
+            seen.append(s["id"])
+        return h
+
+    def _check_record(self, r):
+        t = r.get("t")
+        if not _is_int(t) or t < 0:
+            self._fail("field 't' must be a non-negative integer (ms since start)")
+        if t < self._last_t:
+            self._fail("field 't': time goes backwards (%d after %d)" % (t, self._last_t))
+        self._last_t = t
+        if "s" in r:
+            sid = r["s"]
+            kind = self.sensors.get(sid)
+            if kind is None:
+                self._fail("field 's': unknown sensor %r" % (sid,))
+            self._check_sample(r, kind)
+        elif "truth" in r:
+            sid = r["truth"]
+            kind = self.sensors.get(sid)
+            if kind is None:
+                self._fail("field 'truth': unknown sensor %r" % (sid,))
+            self._check_truth(r, kind)
+        else:
+            self._fail("record has neither 's' (a sample) nor 'truth'")
+        return r
+
+    def _only(self, r, allowed):
+        for key in r:
+            if key not in allowed:
+                self._fail("unknown field '%s'" % key)
+
+    def _check_sample(self, r, kind):
+        if "fault" in r:
+            if type(r["fault"]) is not str:
+                self._fail("field 'fault' must be a string")
+            self._only(r, ("t", "s", "fault"))
+            return
+        if kind == "env":
+            for key in _ENV_FIELDS:
+                if not _is_num(r.get(key)):
+                    self._fail("field '%s' must be a number" % key)
+            self._only(r, ("t", "s") + _ENV_FIELDS)
+        elif kind == "bay_magnetic":
+            m = r.get("mag")
+            if type(m) is not list or len(m) != 3 or not (_is_int(m[0]) and _is_int(m[1]) and _is_int(m[2])):
+                self._fail("field 'mag' must be a list of 3 integers (raw counts)")
+            self._only(r, ("t", "s", "mag"))
+        else:
+            e = r.get("echo_us")
+            if type(e) is not list or not e or len(e) > _MAX_PINGS:
+                self._fail("field 'echo_us' must be a list of 1 to %d integers (µs)" % _MAX_PINGS)
+            for v in e:
+                if not _is_int(v) or v < 0:
+                    self._fail("field 'echo_us' must hold non-negative integers (µs, 0 = no echo)")
+            self._only(r, ("t", "s", "echo_us"))
+
+    def _check_truth(self, r, kind):
+        if kind == "water":
+            if not _is_num(r.get("level_mm")):
+                self._fail("field 'level_mm' must be a number")
+            self._only(r, ("t", "truth", "level_mm", "note"))
+        elif kind == "env":
+            self._fail("field 'truth': no ground truth is defined for env sensors")
+        else:
+            if type(r.get("occupied")) is not bool:
+                self._fail("field 'occupied' must be true or false")
+            self._only(r, ("t", "truth", "occupied", "note"))
+        if "note" in r and type(r["note"]) is not str:
+            self._fail("field 'note' must be a string")

@@ -1,0 +1,50 @@
+"""Replay a recording through the core; the same entry point on both runtimes.
+
+    micropython -m citynode.replay REC       (MICROPYPATH=firmware)
+    python -m citynode.replay REC
+
+prints one JSON line per message the node would publish,
+`{"t": ms, "topic": ..., "payload": {...}}`, then a last line
+`{"stats": {...}}`. A bad recording prints `error: FILE:LINE: what` on
+stderr and exits with status 2.
+"""
+
+import json
+import sys
+
+from citynode.core import Core
+from citynode.hal_sim import SimHal
+from citynode.recording import Reader, RecordingError
+from citynode.ticks import Clock
+
+
+def replay(path, publish, on_header=None, on_truth=None, stream=None):
+    """Replay `path`, calling `publish(t, topic, payload)` for every message
+    and `on_truth(record)` for every ground-truth record; returns stats."""
+    with Reader(path, stream=stream) as reader:
+        if on_header is not None:
+            on_header(reader.header)
+        core = Core(reader.header["sensors"], Clock(reader.header["start"], 0), publish)
+        hal = SimHal(reader, on_truth)
+        hal.run(core)
+        return hal.stats()
+
+
+def _print_message(t, topic, payload):
+    print(json.dumps({"t": t, "topic": topic, "payload": payload}, separators=(",", ":")))
+
+
+def main(argv):
+    if len(argv) != 1:
+        print("usage: replay RECORDING", file=sys.stderr)
+        sys.exit(2)
+    try:
+        stats = replay(argv[0], _print_message)
+    except (RecordingError, ValueError, OSError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"stats": stats}, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

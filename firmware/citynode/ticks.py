@@ -1,0 +1,46 @@
+"""Millisecond ticks that wrap, with MicroPython's `time.ticks_*` arithmetic.
+
+The core never reads a clock itself: every input comes with a tick value
+`t` (milliseconds, wrapping at 2**30 like `time.ticks_ms()` on the board),
+and intervals are taken with `diff`, so the same integers flow on the ESP32
+(where ints past 2**30 allocate) and on the desk.
+"""
+
+PERIOD = 1 << 30
+MASK = PERIOD - 1
+HALF = PERIOD >> 1
+
+
+def add(t, delta_ms):
+    """The tick `delta_ms` milliseconds after `t`."""
+    return (t + delta_ms) & MASK
+
+
+def diff(a, b):
+    """`a - b` in milliseconds, signed; valid while |a - b| < 2**29 ms (6.2 days)."""
+    return ((a - b + HALF) & MASK) - HALF
+
+
+class Clock:
+    """Maps ticks to UTC epoch seconds from one anchor (NTP on the board,
+    the recording's start in simulation).
+
+    Each call at or after the anchor moves the anchor forward, so differences
+    stay small however long the node runs, as long as it is asked at least
+    every six days. Epoch seconds are large ints: keep them out of hot loops.
+    """
+
+    def __init__(self, epoch_s, t):
+        self._s = epoch_s
+        self._ms = 0
+        self._t = t
+
+    def epoch(self, t):
+        d = diff(t, self._t)
+        if d < 0:
+            return self._s + (self._ms + d) // 1000
+        ms = self._ms + d
+        self._s += ms // 1000
+        self._ms = ms % 1000
+        self._t = t
+        return self._s

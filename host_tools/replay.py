@@ -1,0 +1,139 @@
+"""Replay a recording through the firmware core, on CPython or inside the
+real MicroPython interpreter, and score it against the recording's truth.
+
+Both runtimes run the same `citynode.replay` module from `firmware/`; the
+MicroPython one runs as a subprocess with its heap capped like an ESP32's
+and its messages read back as JSON lines. Like provisioning a board, the
+MicroPython run imports the core compiled by mpy-cross.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from citynode import replay as core_replay
+from citynode.recording import Reader, RecordingError
+from host_tools import mpy, score
+
+FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent
+DEFAULT_HEAP = "64K"
+RUNTIMES = ("cpython", "micropython")
+
+
+class ReplayError(Exception):
+    """A replay that could not run; `str()` is one line for the user."""
+
+
+class Result:
+    """What one replay produced: the recording's header, every message the
+    node would publish as (t_ms, topic, payload), the ground truth, the
+    sample counts and, where truth allows, the scores."""
+
+    def __init__(self, path, runtime, header, messages, truth, stats):
+        self.path = str(path)
+        self.runtime = runtime
+        self.header = header
+        self.messages = messages
+        self.truth = truth
+        self.stats = stats
+        self.scores = score.score(header, messages, truth)
+
+    @property
+    def events(self):
+        return [(t, p) for t, topic, p in self.messages if topic == "event"]
+
+
+def _open(path):
+    """A binary stream of the recording, decompressing `.gz`."""
+    if str(path).endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_truth(path):
+    """The header and ground-truth records of a recording (checks every line)."""
+    truth = []
+    with _open(path) as f, Reader(str(path), stream=f) as reader:
+        for rec in reader:
+            if "truth" in rec:
+                truth.append(rec)
+        return reader.header, truth
+
+
+def run(path, runtime="cpython", heap=DEFAULT_HEAP):
+    """Replay `path` on `runtime`; returns a `Result`. Raises ReplayError
+    with a one-line message (file:line for a bad recording)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError("%s: no such recording" % path)
+    if runtime == "cpython":
+        return _run_cpython(path)
+    if runtime == "micropython":
+        return _run_micropython(path, heap)
+    raise ReplayError("unknown runtime %r (choose from %s)" % (runtime, ", ".join(RUNTIMES)))
+
+
+def _run_cpython(path):
+    messages = []
+    truth = []
+    header = {}
+
+    def publish(t, topic, payload):
+        messages.append((t, topic, payload))
+
+    try:
+        with _open(path) as f:
+            stats = core_replay.replay(str(path), publish, header.update, truth.append, stream=f)
+    except RecordingError as e:
+        raise ReplayError(str(e)) from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ReplayError("%s: %s" % (path, e)) from None
+    return Result(path, "cpython", header, messages, truth, stats)
+
+
+def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
+    """Run the firmware replay under MicroPython on a plain (not gzipped)
+    recording, importing the core from `firmware` (a folder holding the
+    `citynode` package, as .py or .mpy); returns the CompletedProcess
+    (stdout: JSON lines)."""
+    env = dict(os.environ, MICROPYPATH=str(firmware))
+    cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", "citynode.replay", str(path)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+
+
+def _run_micropython(path, heap):
+    with tempfile.TemporaryDirectory(prefix="citynode-replay-") as tmp:
+        plain = path
+        if str(path).endswith(".gz"):
+            plain = Path(tmp) / path.name[:-3]
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        try:
+            mpy.compile_package(FIRMWARE_DIR / "citynode", Path(tmp) / "lib")
+            proc = run_micropython_raw(plain, heap, Path(tmp) / "lib")
+        except mpy.ToolMissing as e:
+            raise ReplayError(str(e)) from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        last = lines[-1] if lines else "exit status %d" % proc.returncode
+        if last.startswith("error: "):
+            raise ReplayError(last[len("error: "):].replace(str(plain), str(path)))
+        if "MemoryError" in proc.stderr:
+            raise ReplayError("%s: MicroPython ran out of memory with a %s heap" % (path, heap))
+        raise ReplayError("%s: MicroPython replay failed: %s" % (path, last))
+    messages = []
+    stats = None
+    for line in proc.stdout.splitlines():
+        msg = json.loads(line)
+        if "stats" in msg:
+            stats = msg["stats"]
+        else:
+            messages.append((msg["t"], msg["topic"], msg["payload"]))
+    if stats is None:
+        raise ReplayError("%s: MicroPython replay ended without its summary line" % path)
+    header, truth = read_truth(path)
+    return Result(path, "micropython", header, messages, truth, stats)

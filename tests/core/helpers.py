@@ -1,0 +1,24 @@
+"""Test helpers for the core tests; MicroPython-compatible like the tests."""
+
+from citynode.ranging import half_speed_q16, speed_mm_s
+
+Q16_20C = half_speed_q16(speed_mm_s(2000))
+
+
+def echo_for_mm(mm, q16=Q16_20C):
+    """The echo time (µs) the core turns back into `mm`."""
+    return (mm * 65536 + q16 // 2) // q16
+
+
+class Collect:
+    """A publish callback that keeps every message."""
+
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, t, topic, payload):
+        self.messages.append((t, topic, payload))
+
+    def events(self, kind=None):
+        return [p for t, topic, p in self.messages
+                if topic == "event" and (kind is None or p["kind"] == kind)]

@@ -1,0 +1,111 @@
+from citynode.core import Core
+from citynode.ranging import half_speed_q16, speed_mm_s
+from citynode.ticks import Clock
+
+from tests.core.helpers import Collect, echo_for_mm
+
+START = 1783987200
+
+SENSORS = [
+    {"id": "bay-01", "type": "bay_ultrasonic", "driver": "jsn-sr04t", "empty_mm": 2600},
+    {"id": "bay-03", "type": "bay_magnetic", "lsb_per_ut": 120},
+    {"id": "street", "type": "water", "driver": "jsn-sr04t", "mount_mm": 3500},
+    {"id": "env", "type": "env", "period_s": 60},
+]
+
+
+def make():
+    out = Collect()
+    return Core(SENSORS, Clock(START, 0), out), out
+
+
+def test_every_sensor_is_due_at_once_then_on_its_period():
+    core, _ = make()
+    assert core.due("bay-01") is None
+    core.feed("bay-01", 5000, {"echo_us": [echo_for_mm(2600)] * 3})
+    assert core.due("bay-01") == 6000
+    core.feed("env", 5000, {"temp_c": 20.0, "pressure_pa": 101325, "humidity_pct": 50.0})
+    assert core.due("env") == 65000
+
+
+def test_the_water_schedule_comes_from_the_flood_logic():
+    core, _ = make()
+    core.feed("street", 0, {"echo_us": [echo_for_mm(3500)] * 7})
+    assert core.due("street") == 10000
+
+
+def test_env_readings_set_the_speed_of_sound_and_are_published():
+    core, out = make()
+    core.feed("env", 0, {"temp_c": 35.5, "pressure_pa": 100800.4, "humidity_pct": 62.5})
+    assert core.speed_mm_s == speed_mm_s(3550, 625, 100800)
+    assert out.messages[-1][1] == "env"
+    p = out.messages[-1][2]
+    assert p["temp_c"] == 35.5 and p["humidity_pct"] == 62.5 and p["pressure_pa"] == 100800
+    assert p["ts"] == START
+
+
+def test_a_hot_day_does_not_read_as_water_once_compensated():
+    core, out = make()
+    core.feed("env", 0, {"temp_c": 40.0, "pressure_pa": 101325, "humidity_pct": 30.0})
+    hot = half_speed_q16(speed_mm_s(4000, 300, 101325))
+    for i in range(3):
+        core.feed("street", i * 10000, {"echo_us": [echo_for_mm(3500, hot)] * 7})
+    water = [p for t, topic, p in out.messages if topic == "water"]
+    assert water[-1]["level_mm"] == 0
+    assert water[-1]["alert"] == "normal"
+
+
+def test_an_occupancy_change_is_an_event_and_a_retained_bay_state():
+    core, out = make()
+    for s in range(10):
+        mm = 2600 if s < 3 else 1200
+        core.feed("bay-01", s * 1000, {"echo_us": [echo_for_mm(mm)] * 3})
+    topics = [(topic, p.get("state")) for t, topic, p in out.messages]
+    assert ("event", "occupied") in topics
+    assert topics[-1] == ("bay/bay-01", "occupied")
+    ev = out.events("occupancy")[0]
+    assert ev == {"kind": "occupancy", "sensor": "bay-01", "state": "occupied", "ts": START + 6}
+
+
+def test_a_magnetic_bay_publishes_its_state_once_calibrated():
+    core, out = make()
+    for s in range(12):
+        core.feed("bay-03", s * 1000, {"mag": [2400, 120, 5160]})
+    assert [(topic, p["state"]) for t, topic, p in out.messages] == [("bay/bay-03", "free")]
+
+
+def test_driver_faults_reach_the_detector():
+    core, out = make()
+    for s in range(12):
+        core.feed("bay-03", s * 1000, {"mag": [2400, 120, 5160]})
+    for s in range(12, 50):
+        core.feed("bay-03", s * 1000, {"fault": "no_answer"})
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [("no_answer", True)]
+
+
+def test_unknown_sensor_types_and_drivers_are_refused():
+    for bad, word in (({"id": "x", "type": "radar"}, "unknown type"),
+                      ({"id": "x", "type": "water", "driver": "lidar"}, "unknown ranging driver")):
+        try:
+            Core([bad], Clock(START, 0), Collect())
+        except ValueError as e:
+            assert word in str(e)
+        else:
+            raise AssertionError("accepted %r" % (bad,))
+
+
+def test_a_sensor_id_used_twice_is_refused():
+    try:
+        Core([SENSORS[3], SENSORS[3]], Clock(START, 0), Collect())
+    except ValueError as e:
+        assert "twice" in str(e)
+    else:
+        raise AssertionError("accepted a duplicate id")
+
+
+def test_recalibrate_reaches_the_bay():
+    core, _ = make()
+    for s in range(12):
+        core.feed("bay-03", s * 1000, {"mag": [2400, 120, 5160]})
+    core.recalibrate("bay-03")
+    assert core.detectors["bay-03"].base is None

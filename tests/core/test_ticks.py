@@ -1,0 +1,35 @@
+from citynode import ticks
+
+
+def test_add_wraps_at_two_to_the_thirty():
+    assert ticks.add(ticks.MASK, 1) == 0
+    assert ticks.add(5, -10) == ticks.PERIOD - 5
+
+
+def test_diff_is_signed_across_the_wrap():
+    a = ticks.add(ticks.MASK - 100, 500)
+    assert ticks.diff(a, ticks.MASK - 100) == 500
+    assert ticks.diff(ticks.MASK - 100, a) == -500
+
+
+def test_clock_maps_ticks_to_epoch_seconds():
+    c = ticks.Clock(1783987200, 0)
+    assert c.epoch(0) == 1783987200
+    assert c.epoch(999) == 1783987200
+    assert c.epoch(1000) == 1783987201
+    assert c.epoch(61500) == 1783987261
+
+
+def test_clock_keeps_counting_past_the_tick_wrap():
+    c = ticks.Clock(1000, ticks.MASK - 5000)
+    t = ticks.MASK - 5000
+    for _ in range(4000):  # 4000 hours: the ticks wrap more than 13 times
+        t = ticks.add(t, 3600000)
+        c.epoch(t)
+    assert c.epoch(t) == 1000 + 4000 * 3600
+
+
+def test_clock_answers_for_a_tick_just_before_its_anchor():
+    c = ticks.Clock(5000, 0)
+    c.epoch(10000)
+    assert c.epoch(9000) == 5009
