@@ -12,17 +12,18 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+from host_tools.score import MATCH_AFTER_S, MATCH_BEFORE_S
+
 F1_TARGET = 0.99
 LATENCY_MEDIAN_TARGET_S = 5.0
 WATER_MAE_TARGET_MM = 10.0
 DEFAULT_THRESHOLDS_MM = (50, 150, 300)
 ALERT_LEVELS = ("normal", "watch", "warning", "danger")
+ALERT_RANK = {name: rank for rank, name in enumerate(ALERT_LEVELS)}
 MAX_PLOT_POINTS = 2000
 MAX_EVENT_ROWS = 500
 BAY_TYPES = ("bay_ultrasonic", "bay_magnetic")
 MS_PER_HOUR = 3_600_000
-# Bay transitions further apart than this (as host_tools.score matches them) count as a miss / false one.
-MATCH_BEFORE_H, MATCH_AFTER_H = 15 / 3600, 60 / 3600
 
 COLOURS = {"published": "#1f5fa8", "truth": "#2e9e44", "normal": "#607d8b", "watch": "#c9a100",
            "warning": "#e0701b", "danger": "#c62828", "obstructed": "#9e9e9e", "fault": "#e57373",
@@ -92,9 +93,11 @@ class Frame:
         self.plot_w, self.plot_h = width - left - right, height - top - bottom
 
     def x(self, h):
+        """The SVG x of `h` hours since the start."""
         return self.left + h / self.hours * self.plot_w
 
     def y(self, v):
+        """The SVG y of value `v`."""
         return self.top + (self.y_hi - v) / (self.y_hi - self.y_lo) * self.plot_h
 
     def clip(self, clip_id):
@@ -119,13 +122,12 @@ class Frame:
         """Value ticks, labels and light grid lines left of and across the plot."""
         step = nice_step(self.y_hi - self.y_lo, 7)
         out = []
-        v = math.ceil(self.y_lo / step) * step
-        while v <= self.y_hi + 1e-9:
+        for k in range(math.ceil(self.y_lo / step), math.floor(self.y_hi / step) + 1):
+            v = k * step
             y = self.y(v)
             out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e8e8e8"/>'
                        '<text x="%d" y="%.1f" text-anchor="end" font-size="11">%g</text>'
                        % (self.left, y, self.left + self.plot_w, y, self.left - 6, y + 4, round(v, 6)))
-            v += step
         out.append('<text x="12" y="%d" font-size="11" transform="rotate(-90 12 %d)" text-anchor="middle">'
                    '%s</text>' % (self.top + self.plot_h // 2, self.top + self.plot_h // 2, esc(unit)))
         return "".join(out)
@@ -135,7 +137,7 @@ class Frame:
         top = self.top if y0 is None else y0
         bottom = self.top + self.plot_h if y1 is None else y1
         return '<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="%.2f"/>' % (
-            self.x(h0), top, max(self.x(h1) - self.x(h0), 1.0), bottom - top, colour, opacity)
+            self.x(h0), top, max(self.x(h1) - self.x(h0), 2.0), bottom - top, colour, opacity)
 
     def line(self, points, colour, clip_id, width=1.5):
         """A polyline through the (hours, value) points, thinned and clipped."""
@@ -221,11 +223,13 @@ def score_rows(scores):
         rows.append(("%s: MAE when wet / max error" % sid, "%s / %s" % (
             fmt(w["mae_wet_mm"], unit=" mm"), fmt(w["max_error_mm"], "{:.1f}", " mm")), "", None))
         for c in w["crossings"]:
-            value = "missed" if c["delay_s"] is None else "alert %+.1f s after the level (interval %s)" % (
-                c["delay_s"], fmt(c["interval_s"], "{:g}", " s"))
+            delay = c["delay_s"]
+            value = "missed" if delay is None else "alert %.1f s %s the true level (interval %s)" % (
+                abs(delay), "before" if delay < 0 else "after", fmt(c["interval_s"], "{:g}", " s"))
+            measurable = delay is None or c["interval_s"] is not None
             rows.append(("%s: %s crossing (%s mm) at %s" % (sid, c["alert"], c["threshold_mm"],
                                                            clock(c["true_t_s"] * 1000)),
-                         value, "≤ 2 sampling intervals", c["within_2_intervals"]))
+                         value, "≤ 2 sampling intervals", c["within_2_intervals"] if measurable else None))
         if not w["crossings"]:
             rows.append(("%s: alert crossings" % sid, "none: the true level crossed no threshold", "", None))
         false = w["false_alerts"]
@@ -243,15 +247,17 @@ def summary(result):
              ("Samples read / taken", "%s / %s" % (stats.get("samples", "?"), stats.get("taken", "?"))),
              ("Truth records", stats.get("truth", len(result.truth))),
              ("Messages published", "%d (%d events)" % (len(result.messages), len(result.events)))]
-    out = ["<table>"] + ["<tr><th>%s</th><td>%s</td></tr>" % (esc(k), esc(v)) for k, v in facts] + ["</table>"]
+    out = ["<table>"] + ["<tr><th>%s</th><td>%s</td></tr>" % (esc(k), esc(v)) for k, v in facts]
+    out.append("</table>")
     rows = score_rows(result.scores or {})
     verdicts = [r[3] for r in rows if r[3] is not None]
-    if not rows:
-        out.append('<p class="banner bad">The recording has no ground truth: nothing was scored.</p>')
+    if not verdicts:
+        out.append('<p class="banner bad">Nothing in this recording could be scored against a target.</p>')
     elif all(verdicts):
         out.append('<p class="banner ok">All %d targets met.</p>' % len(verdicts))
     else:
-        out.append('<p class="banner bad">%d of %d targets missed.</p>' % (verdicts.count(False), len(verdicts)))
+        out.append('<p class="banner bad">%d of %d targets missed.</p>' % (
+            verdicts.count(False), len(verdicts)))
     if rows:
         out.append("<table><tr><th>Score</th><th>Value</th><th>Target</th><th>Result</th></tr>")
         for metric, value, target, passed in rows:
@@ -271,10 +277,14 @@ def water_plot(result, sensor, hours, clip_id):
                 if topic == "water" and p.get("sensor", sid) == sid]
     true = [(r["t"] / MS_PER_HOUR, r["level_mm"]) for r in result.truth
             if r.get("truth") == sid and "level_mm" in r]
-    frame = Frame(hours, -50, max([v for _, v in true] + list(thresholds)) + 100, 340)
+    # Scale to the true level (else to the trusted readings) so an obstruction doesn't flatten the plot.
+    scale = [v for _, v in true] or [p["level_mm"] for _, p in readings if p.get("state") == "clear"
+                                     and "fault" not in p]
+    frame = Frame(hours, -50, max(scale + list(thresholds)) + 100, 340)
     obstructed = spans_when([(h, p.get("state") == "obstructed") for h, p in readings], hours)
+    faults = fault_spans(result, sid, hours)
     body = [frame.clip(clip_id)]
-    for colour, spans in ((COLOURS["obstructed"], obstructed), (COLOURS["fault"], fault_spans(result, sid, hours))):
+    for colour, spans in ((COLOURS["obstructed"], obstructed), (COLOURS["fault"], faults)):
         body += [frame.span(a, b, colour, opacity=0.3) for a, b in merge_spans(spans, hours / 500)]
     body.append(frame.y_axis("level (mm)"))
     for name, mm in zip(ALERT_LEVELS[1:], thresholds, strict=False):
@@ -290,7 +300,7 @@ def water_plot(result, sensor, hours, clip_id):
               if p.get("kind") == "alert" and p.get("sensor") == sid]
     for i, (h, p) in enumerate(alerts):
         name, was = p.get("alert"), p.get("was")
-        rising = ALERT_LEVELS.index(name) > ALERT_LEVELS.index(was) if {name, was} <= set(ALERT_LEVELS) else True
+        rising = ALERT_RANK.get(name, len(ALERT_LEVELS)) > ALERT_RANK.get(was, -1)
         colour, x, label_y = COLOURS.get(name, "#000"), frame.x(h), frame.top + 12 + 12 * (i % 4)
         body.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.5"/>'
                     '<text x="%.1f" y="%d" font-size="11" fill="%s">%s %s</text>'
@@ -322,7 +332,7 @@ def unmatched(true_tr, found_tr):
     missed = []
     for tt, state in true_tr:
         for i, (ft, fstate) in enumerate(found_tr):
-            if not used[i] and fstate == state and tt - MATCH_BEFORE_H <= ft <= tt + MATCH_AFTER_H:
+            if not used[i] and fstate == state and -MATCH_BEFORE_S <= (ft - tt) * 3600 <= MATCH_AFTER_S:
                 used[i] = True
                 break
         else:
@@ -336,9 +346,9 @@ def bay_timeline(result, bay, hours):
     true = [(r["t"] / MS_PER_HOUR, r["occupied"]) for r in result.truth if r.get("truth") == bay]
     found = [(t / MS_PER_HOUR, p["state"] == "occupied") for t, p in result.events
              if p.get("kind") == "occupancy" and p.get("sensor") == bay]
-    rows = {"truth": (36, true), "detected": (66, found)}
+    truth_y, detected_y = 36, 66
     body = []
-    for label, (y, states) in rows.items():
+    for label, y, states in (("truth", truth_y, true), ("detected", detected_y, found)):
         body.append('<text x="%d" y="%d" text-anchor="end" font-size="12">%s</text>'
                     '<rect x="%d" y="%d" width="%d" height="20" fill="#eee"/>'
                     % (frame.left - 8, y + 14, label, frame.left, y, frame.plot_w))
@@ -347,7 +357,8 @@ def bay_timeline(result, bay, hours):
     true_changes = [s for i, s in enumerate(true) if i and s[1] != true[i - 1][1]]
     if true_changes:
         missed, false = unmatched(true_changes, found)
-        marks = [(h, 36, COLOURS["danger"]) for h in missed] + [(h, 66, COLOURS["warning"]) for h in false]
+        marks = [(h, truth_y, COLOURS["danger"]) for h in missed]
+        marks += [(h, detected_y, COLOURS["warning"]) for h in false]
         body += ['<circle cx="%.1f" cy="%d" r="5" fill="none" stroke="%s" stroke-width="2.5"/>'
                  % (frame.x(h), y + 10, colour) for h, y, colour in marks]
     body.append(frame.x_axis())
@@ -398,9 +409,11 @@ def render(result):
         out.append('<p class="note">%s</p>' % esc(h["notes"]))
     out.append("<h2>Summary</h2>" + summary(result))
     for n, s in enumerate(x for x in sensors if x.get("type") == "water"):
-        out.append("<h2>Water level: %s</h2>%s" % (esc(s["id"]), water_plot(result, s, hours, "clip-w%d" % n)))
-    if any(topic == "env" for _, topic, _ in result.messages):
-        out.append("<h2>Air temperature</h2>" + temperature_plot(result, hours, "clip-env"))
+        plot = water_plot(result, s, hours, "clip-w%d" % n)
+        out.append("<h2>Water level: %s</h2>%s" % (esc(s["id"]), plot))
+    temperature = temperature_plot(result, hours, "clip-env")
+    if temperature:
+        out.append("<h2>Air temperature</h2>" + temperature)
     per_bay = (result.scores or {}).get("occupancy", {}).get("bays", {})
     for s in (x for x in sensors if x.get("type") in BAY_TYPES):
         sc = per_bay.get(s["id"])

@@ -126,7 +126,8 @@ def water(messages, truth, sensor_cfg):
         return None
     cfg = WaterLevel(sid, [], sensor_cfg)
     true = _Truth(points)
-    levels = [(t / 1000.0, p["level_mm"]) for t, topic, p in messages if topic == "water"]
+    levels = [(t / 1000.0, p["level_mm"]) for t, topic, p in messages
+              if topic == "water" and p.get("sensor", sid) == sid]
     alerts = [(t / 1000.0, ALERT_NAMES.index(p["alert"]), ALERT_NAMES.index(p["was"]))
               for t, topic, p in messages
               if topic == "event" and p.get("kind") == "alert" and p.get("sensor") == sid]

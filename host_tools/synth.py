@@ -209,29 +209,30 @@ def _random_vector(rng, magnitude):
     return (magnitude * r * math.cos(a), magnitude * r * math.sin(a), magnitude * z)
 
 
+def _passing(v, frac, edge, first, then):
+    """Height under the sensor while a car moves across it: `first` until
+    `edge` of the way, the sloped windscreen (which may swallow the echo)
+    for the next fifth, then `then`."""
+    if frac < edge:
+        return v[first], False
+    if frac < edge + 0.2:
+        return (v["hood"] + v["roof"]) / 2, True
+    return v[then], False
+
+
 def _car_height(visits, t):
     """Height (mm) a ceiling sensor over the bay centre sees at t, and
-    whether the sloped windscreen may swallow the echo."""
+    whether the echo may be swallowed."""
     for stop, leave, clear, v in visits:
         a = stop - v["approach"]
         if t < a:
             return 0.0, False
         if t < stop:
-            frac = (t - a) / v["approach"]
-            if frac < 0.4:
-                return v["hood"], False
-            if frac < 0.6:
-                return (v["hood"] + v["roof"]) / 2, True
-            return v["roof"], False
+            return _passing(v, (t - a) / v["approach"], 0.4, "hood", "roof")
         if t < leave:
             return v["roof"], False
         if t < clear:
-            frac = (t - leave) / v["exit"]
-            if frac < 0.5:
-                return v["roof"], False
-            if frac < 0.7:
-                return (v["hood"] + v["roof"]) / 2, True
-            return v["hood"], False
+            return _passing(v, (t - leave) / v["exit"], 0.5, "roof", "hood")
     return 0.0, False
 
 
@@ -363,14 +364,15 @@ def _storm(cells):
     return rain
 
 
-def _street(rng, scenario, start, duration_s, period_s, env_period_s, seed, level, rain,
+def _street(rng, scenario, node, start, duration_s, period_s, env_period_s, seed, level, rain,
             air_fn, clutter, outages, notes):
     sensors = [
         {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 7,
-         "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300], "period_s": period_s},
+         "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300]},
         {"id": "env", "type": "env", "driver": "bme280", "period_s": env_period_s},
     ]
-    header = _header("flood-demo-1", "esp32-devkitc", start, duration_s, sensors, seed, scenario, notes)
+    header = _header(node, "esp32-devkitc", start, duration_s, sensors, seed, scenario, notes)
+    header["plan"] = {"recorded_every_s": {"street": period_s, "env": env_period_s}}
     rec = _Recording(header)
     last_truth = None
     last_truth_t = -1e9
@@ -443,7 +445,8 @@ def flood_event(seed=2, start=DEFAULT_START):
               (12.5 * 3600, 35 * 60, 1450.0),  # car parked under the sensor
               (17.3 * 3600, 40, 1750.0)]       # someone waiting under it in the flood
     clutter = _street_clutter(rng, duration_s, parked)
-    return _street(rng, "flood-event", start, duration_s, 10, 60, seed, level, rain, air, clutter,
+    return _street(rng, "flood-event", "street-demo-1", start, duration_s, 10, 60, seed, level, rain, air,
+                   clutter,
                    outages=[(8.0 * 3600, 8.0 * 3600 + 240)],
                    notes="Synthetic: a hot day (10-40 °C) ending in two storm cells; the street "
                          "floods past watch, warning and danger, then recedes.")
@@ -466,7 +469,9 @@ def dry_week(seed=3, start=DEFAULT_START):
     def air(s):
         d = int(s // 86400)
         h = _hour(s)
-        lo, hi = day_min[d], day_max[d]
+        f = h / 24.0  # blend into the next day's extremes: no jump at midnight
+        lo = day_min[d] * (1 - f) + day_min[d + 1] * f
+        hi = day_max[d] * (1 - f) + day_max[d + 1] * f
         temp = (lo + hi) / 2 - (hi - lo) / 2 * math.cos(2 * math.pi * (h - 3) / 24)
         rh = 85.0 - 1.4 * (temp - 10.0)
         p = 101200.0 + 400.0 * math.sin(2 * math.pi * s / (3.5 * 86400))
@@ -485,7 +490,8 @@ def dry_week(seed=3, start=DEFAULT_START):
             parked.append((base + 6.0 * 3600, 2.5 * 3600, 1050.0))
         parked.append((base + rng.uniform(9, 17) * 3600, rng.uniform(15, 40), rng.uniform(2800, 3100)))
     clutter = _street_clutter(rng, duration_s, parked)
-    return _street(rng, "dry-week", start, duration_s, 30, 300, seed, level, rain, air, clutter,
+    return _street(rng, "dry-week", "street-demo-2", start, duration_s, 30, 300, seed, level, rain, air,
+                   clutter,
                    outages=[(2.5 * 86400, 2.5 * 86400 + 900)],
                    notes="Synthetic: seven dry days, three light showers (puddles under 3 cm), "
                          "parked cars, vans, bins, people and traffic under the sensor.")

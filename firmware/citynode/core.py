@@ -1,11 +1,12 @@
 """The node's logic: sensors in, decisions and messages out.
 
 `Core` is built from the node's sensor list (the same list a recording's
-header carries), takes one sample at a time from a hardware layer (the
-ESP32's drivers or a recording), and hands every message the node would
+header carries, checked first by `config.check_sensors`), takes one sample
+at a time from a hardware layer (the ESP32's drivers or a recording), and
+hands every message the node would
 publish to a `publish(t, topic, payload)` callback. It also says when each
-sensor should be read next (`due`), which is how adaptive sampling reaches
-the scheduler. It does no I/O of its own.
+sensor should be read next (`due_at`), which is how adaptive sampling
+reaches the scheduler. It does no I/O of its own.
 
 A sample is a dict, the same shape on the board and in a recording:
 `{"echo_us": [...]}` for an ultrasonic burst, `{"mag": [x, y, z]}` in raw
@@ -14,18 +15,10 @@ BME280, or `{"fault": "name"}` when the driver could not read the part.
 """
 
 from citynode import payloads, ticks
+from citynode.filters import FaultWatch
 from citynode.flood import WaterLevel
 from citynode.occupancy import MagneticBay, UltrasonicBay
-from citynode.ranging import Ranger, half_speed_q16, speed_mm_s
-
-# Blind zone, farthest distance (mm) and echo timeout (µs) per ranging part.
-RANGERS = {
-    "hc-sr04": (20, 4000, 38000),
-    "jsn-sr04t": (250, 6000, 38000),
-    "a02yyuw": (30, 4500, 38000),
-}
-
-SENSOR_TYPES = ("bay_ultrasonic", "bay_magnetic", "water", "env")
+from citynode.ranging import FAULT_NAMES, RANGERS, Ranger, half_speed_q16, speed_mm_s
 
 _DEFAULT_PERIOD_S = {"bay_ultrasonic": 1, "bay_magnetic": 1, "env": 60}
 
@@ -37,10 +30,12 @@ class Core:
         self.events = []
         self.detectors = {}
         self.rangers = {}
-        self.types = {}
         self.period_ms = {}
-        self._due = {}
+        self.due_at = {}
+        self._feeders = {}
+        self._announced = []
         self.air = None
+        self.env_faults = {}
         self.speed_mm_s = speed_mm_s(2000, 500)
         self.q16 = half_speed_q16(self.speed_mm_s)
         for s in sensors:
@@ -49,72 +44,79 @@ class Core:
     def _add(self, s):
         sid = s["id"]
         kind = s["type"]
-        if kind not in SENSOR_TYPES:
-            raise ValueError("sensor %s: unknown type %s" % (sid, kind))
-        if sid in self.types:
-            raise ValueError("sensor %s: defined twice" % sid)
-        self.types[sid] = kind
-        self._due[sid] = None
+        self.due_at[sid] = None
         if kind in _DEFAULT_PERIOD_S:
-            self.period_ms[sid] = int(s.get("period_s", _DEFAULT_PERIOD_S[kind]) * 1000)
+            self.period_ms[sid] = ticks.ms(s.get("period_s", _DEFAULT_PERIOD_S[kind]))
         if kind in ("bay_ultrasonic", "water"):
-            limits = RANGERS.get(s.get("driver", "hc-sr04"))
-            if limits is None:
-                raise ValueError("sensor %s: unknown ranging driver %s" % (sid, s.get("driver")))
-            self.rangers[sid] = Ranger(limits[0], limits[1], limits[2],
-                                       s.get("tolerance_mm", 25))
+            limits = RANGERS[s.get("driver", "hc-sr04")]
+            self.rangers[sid] = Ranger(limits[0], limits[1], limits[2], s.get("tolerance_mm", 25))
         if kind == "bay_ultrasonic":
             self.detectors[sid] = UltrasonicBay(sid, self.events, s)
+            self._feeders[sid] = self._feed_ultrasonic_bay
         elif kind == "bay_magnetic":
             self.detectors[sid] = MagneticBay(sid, self.events, s)
+            self._feeders[sid] = self._feed_magnetic_bay
         elif kind == "water":
             self.detectors[sid] = WaterLevel(sid, self.events, s)
-
-    def due(self, sid):
-        """The tick at which `sid` should next be read (None: now)."""
-        return self._due[sid]
+            self._feeders[sid] = self._feed_water
+        elif kind == "env":
+            self.env_faults[sid] = FaultWatch(sid, self.events, ticks.ms(s.get("fault_after_s", 180)))
+            self._feeders[sid] = self._feed_env
+        else:
+            raise ValueError("sensor %s: unknown type %s" % (sid, kind))
 
     def feed(self, sid, t, sample):
-        """Take one sample of sensor `sid` read at tick `t`."""
-        kind = self.types[sid]
-        fault = sample.get("fault")
-        if kind == "env":
-            self._env(t, sample)
-            self._due[sid] = ticks.add(t, self.period_ms[sid])
-            return
-        det = self.detectors[sid]
-        if kind == "bay_magnetic":
-            if fault is not None:
-                det.fault(t, fault)
-            else:
-                m = sample["mag"]
-                was = det.base
-                det.update(t, m[0], m[1], m[2])
-                if was is None and det.base is not None:
-                    self._send(t, "bay/" + sid, payloads.bay(det))
-            self._due[sid] = ticks.add(t, self.period_ms[sid])
-        else:
-            mm = self.rangers[sid].reduce_burst(sample["echo_us"], self.q16)
-            if kind == "water":
-                det.update(t, mm)
-                if det.level is not None:
-                    self._send(t, "water", payloads.water(det, mm))
-                self._due[sid] = ticks.add(t, det.next_ms())
-            else:
-                was = det.base_q8
-                det.update(t, mm)
-                if was is None and det.base_q8 is not None:
-                    self._send(t, "bay/" + sid, payloads.bay(det))
-                self._due[sid] = ticks.add(t, self.period_ms[sid])
-        self._flush()
+        """Take one sample of sensor `sid` read at tick `t`; afterwards
+        `due_at[sid]` is the tick at which to read it next."""
+        self._feeders[sid](sid, t, sample)
+        if self.events:
+            self._flush()
 
     def recalibrate(self, sid):
         """Forget a bay's empty reference and learn it again (bay must be free)."""
         self.detectors[sid].recalibrate()
 
-    def _env(self, t, sample):
-        if sample.get("fault") is not None:
+    def _feed_ultrasonic_bay(self, sid, t, sample):
+        det = self.detectors[sid]
+        if "fault" in sample:
+            det.fault(t, sample["fault"])
+        else:
+            det.update(t, self.rangers[sid].reduce_burst(sample["echo_us"], self.q16))
+            self._announce(t, sid, det)
+        self.due_at[sid] = ticks.add(t, self.period_ms[sid])
+
+    def _feed_magnetic_bay(self, sid, t, sample):
+        det = self.detectors[sid]
+        if "fault" in sample:
+            det.fault(t, sample["fault"])
+        else:
+            m = sample["mag"]
+            det.update(t, m[0], m[1], m[2])
+            self._announce(t, sid, det)
+        self.due_at[sid] = ticks.add(t, self.period_ms[sid])
+
+    def _feed_water(self, sid, t, sample):
+        det = self.detectors[sid]
+        fault = sample.get("fault")
+        if fault is not None:
+            det.fault(t, fault)
+        else:
+            mm = self.rangers[sid].reduce_burst(sample["echo_us"], self.q16)
+            det.update(t, mm)
+            if mm < 0:
+                fault = FAULT_NAMES[mm]
+        if det.level is not None:
+            self._send(t, "water", payloads.water(det, fault))
+        self.due_at[sid] = ticks.add(t, det.next_ms())
+
+    def _feed_env(self, sid, t, sample):
+        """A BME280 reading sets the speed of sound for every ultrasonic
+        sensor; while it fails, the last good one stays in use."""
+        self.due_at[sid] = ticks.add(t, self.period_ms[sid])
+        if "fault" in sample:
+            self.env_faults[sid].fault(t, sample["fault"])
             return
+        self.env_faults[sid].ok(t)
         temp_cc = int(round(sample["temp_c"] * 100))
         rh = int(round(sample["humidity_pct"] * 10))
         p = int(round(sample["pressure_pa"]))
@@ -122,6 +124,12 @@ class Core:
         self.speed_mm_s = speed_mm_s(temp_cc, rh, p)
         self.q16 = half_speed_q16(self.speed_mm_s)
         self._send(t, "env", payloads.env(temp_cc, rh, p, self.speed_mm_s))
+
+    def _announce(self, t, sid, det):
+        """Publish a bay's state once, as soon as it is known."""
+        if det.ready and sid not in self._announced:
+            self._announced.append(sid)
+            self._send(t, "bay/" + sid, payloads.bay(det))
 
     def _flush(self):
         events = self.events

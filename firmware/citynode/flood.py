@@ -58,11 +58,11 @@ class WaterLevel:
         self.max_rise_mm_min = int(cfg.get("max_rise_mm_min", 254))
         self.max_level_mm = int(cfg.get("max_level_mm", 800))
         self.rising_mm_min = int(cfg.get("rising_mm_min", 3))
-        self.fast_ms = int(cfg.get("fast_s", 10) * 1000)
-        self.slow_ms = int(cfg.get("slow_s", 60) * 1000)
-        self.rate_window_ms = int(cfg.get("rate_window_s", 300) * 1000)
-        self.obstructed_ms = int(cfg.get("obstructed_fault_s", 600) * 1000)
-        self.faults = FaultWatch(sensor, events, int(cfg.get("fault_after_s", 60) * 1000))
+        self.fast_ms = ticks.ms(cfg.get("fast_s", 10))
+        self.slow_ms = ticks.ms(cfg.get("slow_s", 60))
+        self.rate_window_ms = ticks.ms(cfg.get("rate_window_s", 300))
+        self.obstructed_ms = ticks.ms(cfg.get("obstructed_fault_s", 600))
+        self.faults = FaultWatch(sensor, events, ticks.ms(cfg.get("fault_after_s", 60)))
         self.level = None
         self.level_t = None
         self.alert = 0
@@ -84,10 +84,10 @@ class WaterLevel:
 
     def update(self, t, mm):
         """Take one burst result (distance mm, or a fault < 0)."""
-        self._faulted = mm < 0
         if mm < 0:
-            self.faults.fault(t, FAULT_NAMES[mm])
+            self.fault(t, FAULT_NAMES[mm])
             return
+        self._faulted = False
         self.faults.ok(t)
         r = self.mount_mm - mm
         prev = self._prev
@@ -120,6 +120,11 @@ class WaterLevel:
         else:
             self.mode = PENDING
 
+    def fault(self, t, name):
+        """A burst the driver could not take (`name` says why)."""
+        self._faulted = True
+        self.faults.fault(t, name)
+
     def _still_obstructed(self, t):
         if not self._obstruction_fault and ticks.diff(t, self._obstructed_t) >= self.obstructed_ms:
             self._obstruction_fault = True
@@ -150,7 +155,12 @@ class WaterLevel:
             pts_l.pop(0)
         span = ticks.diff(t, pts_t[0])
         if span >= self.fast_ms:
-            self.rate_mm_min = (r - pts_l[0]) * 60000 // span
+            rise = r - pts_l[0]
+            # truncated toward zero, so a slight fall and a slight rise read alike
+            if rise >= 0:
+                self.rate_mm_min = rise * 60000 // span
+            else:
+                self.rate_mm_min = -(-rise * 60000 // span)
         else:
             self.rate_mm_min = 0
 

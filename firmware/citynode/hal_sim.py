@@ -31,7 +31,7 @@ class SimHal:
                 continue
             self.samples += 1
             t = rec["t"] & ticks.MASK
-            due = core.due(sid)
+            due = core.due_at[sid]
             if due is None or ticks.diff(t, due) >= -SLACK_MS:
                 self.taken += 1
                 core.feed(sid, t, rec)

@@ -16,7 +16,7 @@ from citynode.ranging import BLIND_ZONE, FAULT_NAMES
 
 
 def _ms(cfg, key, default_s):
-    return int(cfg.get(key, default_s) * 1000)
+    return ticks.ms(cfg.get(key, default_s))
 
 
 class _Bay:
@@ -34,6 +34,10 @@ class _Bay:
     @property
     def occupied(self):
         return self.dwell.state
+
+    def fault(self, t, name):
+        """A reading the driver could not take (`name` says why)."""
+        self.faults.fault(t, name)
 
     def _decide(self, t, want):
         if self.dwell.update(t, want):
@@ -59,7 +63,7 @@ class UltrasonicBay(_Bay):
     """
 
     def __init__(self, sensor, events, cfg):
-        _Bay.__init__(self, sensor, events, cfg)
+        super().__init__(sensor, events, cfg)
         self.enter_mm = cfg.get("enter_mm", 400)
         self.exit_mm = cfg.get("exit_mm", 250)
         empty = cfg.get("empty_mm")
@@ -72,6 +76,11 @@ class UltrasonicBay(_Bay):
     def empty_mm(self):
         return None if self.base_q8 is None else self.base_q8 >> 8
 
+    @property
+    def ready(self):
+        """True once the empty reference is known and decisions are made."""
+        return self.base_q8 is not None
+
     def recalibrate(self):
         self.base_q8 = None
         self._cal = []
@@ -80,7 +89,7 @@ class UltrasonicBay(_Bay):
 
     def update(self, t, mm):
         if mm < 0 and mm != BLIND_ZONE:
-            self.faults.fault(t, FAULT_NAMES[mm])
+            self.fault(t, FAULT_NAMES[mm])
             return
         self.faults.ok(t)
         dt = self._dt(t)
@@ -110,10 +119,17 @@ class UltrasonicBay(_Bay):
 _AXIS_LIMIT = 16383
 
 
+def _clamped_square(d):
+    if d > _AXIS_LIMIT or d < -_AXIS_LIMIT:
+        return _AXIS_LIMIT * _AXIS_LIMIT
+    return d * d
+
+
 class MagneticBay(_Bay):
     """A bay watched by a magnetometer in the ground (QMC5883L class).
 
-    Works in the sensor's raw counts; `lsb_per_ut` converts the config's µT.
+    Works in the sensor's raw counts; `lsb_per_ut` converts the config's µT
+    (default 120: a QMC5883L at ±2 G, 12000 LSB per gauss).
     The empty-bay field (Q8 per axis) and the noise variance of |B - base|
     (counts²) are learned over `calibrate_s` (10 s) and then follow drift with
     `drift_tau_s` (300 s) while the bay is free and quiet. Thresholds on
@@ -126,10 +142,10 @@ class MagneticBay(_Bay):
     def __init__(self, sensor, events, cfg):
         cfg_cal = dict(cfg)
         cfg_cal.setdefault("calibrate_s", 10)
-        _Bay.__init__(self, sensor, events, cfg_cal)
-        lsb = cfg.get("lsb_per_ut", 30)
-        enter = int(cfg.get("enter_ut", 6) * lsb)
-        exit_ = int(cfg.get("exit_ut", 3) * lsb)
+        super().__init__(sensor, events, cfg_cal)
+        lsb = cfg.get("lsb_per_ut", 120)
+        enter = int(round(cfg.get("enter_ut", 6) * lsb))
+        exit_ = int(round(cfg.get("exit_ut", 3) * lsb))
         self.enter_floor2 = enter * enter
         self.exit_floor2 = exit_ * exit_
         floor_sigma = lsb // 10 + 1
@@ -144,6 +160,11 @@ class MagneticBay(_Bay):
         self.last_dev2 = 0
         self.dwell.reset()
 
+    @property
+    def ready(self):
+        """True once the empty-bay field is known and decisions are made."""
+        return self.base is not None
+
     def thresholds2(self):
         """(enter², exit²) in counts² for the current noise estimate."""
         v9 = 9 * self.var
@@ -156,15 +177,8 @@ class MagneticBay(_Bay):
     def dev2(self, x, y, z):
         """|B - base|² in counts², each axis clamped to keep it a small int."""
         b = self.base
-        d2 = 0
-        for v, bq in ((x, b[0]), (y, b[1]), (z, b[2])):
-            d = v - (bq >> 8)
-            if d > _AXIS_LIMIT:
-                d = _AXIS_LIMIT
-            elif d < -_AXIS_LIMIT:
-                d = -_AXIS_LIMIT
-            d2 += d * d
-        return d2
+        return _clamped_square(x - (b[0] >> 8)) + _clamped_square(y - (b[1] >> 8)) + \
+            _clamped_square(z - (b[2] >> 8))
 
     def update(self, t, x, y, z):
         self.faults.ok(t)
@@ -184,9 +198,6 @@ class MagneticBay(_Bay):
             b[2] = follow(b[2], z << 8, dt, self.tau_ms)
             v = follow(self.var, d2, dt, self.tau_ms)
             self.var = v if v > self.var_min else self.var_min
-
-    def fault(self, t, name):
-        self.faults.fault(t, name)
 
     def _calibrate(self, t, x, y, z):
         if self._cal_t is None:

@@ -4,18 +4,19 @@ docs/payloads.md. Every payload gets `ts`, UTC epoch seconds, from the core.
 """
 
 from citynode.flood import ALERT_NAMES, MODE_NAMES
-from citynode.ranging import FAULT_NAMES
 
 
 def bay(det):
     return {"state": "occupied" if det.occupied else "free"}
 
 
-def water(det, mm):
-    p = {"level_mm": det.level, "rate_mm_min": det.rate_mm_min,
+def water(det, fault=None):
+    """The level the flood logic holds; `fault` names why this measurement
+    failed, if it did (the level is then the last accepted one)."""
+    p = {"sensor": det.sensor, "level_mm": det.level, "rate_mm_min": det.rate_mm_min,
          "alert": ALERT_NAMES[det.alert], "state": MODE_NAMES[det.mode]}
-    if mm < 0:
-        p["fault"] = FAULT_NAMES[mm]
+    if fault is not None:
+        p["fault"] = fault
     return p
 
 

@@ -30,6 +30,13 @@ FAULT_NAMES = {
 _PSAT_PA = (19, 31, 51, 81, 126, 192, 287, 422, 611, 872, 1226, 1702, 2333,
             3162, 4237, 5618, 7375, 9590, 12361, 15796, 20023)
 
+# Blind zone, farthest distance (mm) and echo timeout (µs) per ranging part.
+RANGERS = {
+    "hc-sr04": (20, 4000, 38000),
+    "jsn-sr04t": (250, 6000, 38000),
+    "a02yyuw": (30, 4500, 38000),
+}
+
 SPEED_DRY_0C_MM_S = 331300
 HALF_SPEED_SHIFT = 16
 
@@ -113,10 +120,11 @@ class Ranger:
         n = len(echoes_us)
         blind = 0
         far = 0
+        timeout = self.timeout_us
         for e in echoes_us:
-            if e <= 0 or e >= self.timeout_us:
+            if e <= 0 or e >= timeout:
                 continue
-            mm = echo_to_mm(e, q16)
+            mm = (e * q16 + 32768) >> HALF_SPEED_SHIFT  # echo_to_mm, inlined: the hot loop
             if mm < self.min_mm:
                 blind += 1
             elif mm > self.max_mm:

@@ -23,7 +23,7 @@ class RecordingError(Exception):
     """A recording that cannot be read: `str()` is one line, path:line: what."""
 
     def __init__(self, path, line, message):
-        Exception.__init__(self, "%s:%d: %s" % (path, line, message))
+        super().__init__("%s:%d: %s" % (path, line, message))
         self.path = path
         self.line = line
 
@@ -59,6 +59,7 @@ class Reader:
         try:
             raw = self._next_line()
             if raw is None:
+                self.line = 1
                 self._fail("empty file: no header")
             self.header = self._check_header(self._parse(raw))
         except Exception:
@@ -129,7 +130,7 @@ class Reader:
                 self._fail("header: missing field '%s'" % key)
         if h["format"] != FORMAT:
             self._fail("header: field 'format' is %r, expected %r" % (h["format"], FORMAT))
-        if h["version"] not in VERSIONS:
+        if not _is_int(h["version"]) or h["version"] not in VERSIONS:
             self._fail("header: field 'version': unsupported recording version %r (this reader reads %s)"
                        % (h["version"], ", ".join(str(v) for v in VERSIONS)))
         for key in h:

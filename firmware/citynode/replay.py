@@ -12,6 +12,7 @@ stderr and exits with status 2.
 import json
 import sys
 
+from citynode.config import check_sensors
 from citynode.core import Core
 from citynode.hal_sim import SimHal
 from citynode.recording import Reader, RecordingError
@@ -24,6 +25,10 @@ def replay(path, publish, on_header=None, on_truth=None, stream=None):
     with Reader(path, stream=stream) as reader:
         if on_header is not None:
             on_header(reader.header)
+        try:
+            check_sensors(reader.header["sensors"])
+        except ValueError as e:
+            raise RecordingError(path, 1, "header: %s" % e) from None
         core = Core(reader.header["sensors"], Clock(reader.header["start"], 0), publish)
         hal = SimHal(reader, on_truth)
         hal.run(core)

@@ -11,6 +11,12 @@ MASK = PERIOD - 1
 HALF = PERIOD >> 1
 
 
+def ms(seconds):
+    """Seconds (int or float, as a config gives them) to whole milliseconds,
+    rounded so a single-precision float gives the same value as a double."""
+    return int(round(seconds * 1000))
+
+
 def add(t, delta_ms):
     """The tick `delta_ms` milliseconds after `t`."""
     return (t + delta_ms) & MASK

@@ -1,6 +1,5 @@
 from citynode import ranging
 from citynode.ranging import Ranger
-
 from tests.core.helpers import Q16_20C, echo_for_mm
 
 

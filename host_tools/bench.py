@@ -1,0 +1,186 @@
+"""`make bench`: speed and memory of the core, measured and printed.
+
+- replay throughput (samples/s) on CPython and on MicroPython, per bundled
+  recording, best of a few runs;
+- replay time over the time to merely read and check the same file on
+  CPython (target: at most 2x): timed back to back, and counted in
+  instructions with valgrind, which no other load on the machine disturbs;
+- the smallest MicroPython heap (-X heapsize) at which the flood event
+  replays, with the core compiled by mpy-cross (as on a board) and from
+  source; and the heap the core's code and data hold (target: 32 KB for
+  the core alone).
+
+The unix port is a 64-bit build: its objects are up to twice the size of
+an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
+"""
+
+import gzip
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from citynode import replay as core_replay
+from citynode.recording import Reader
+from host_tools import mpy, replay
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDINGS = ("flood-event", "dry-week", "parking-day")
+HEAP_TARGET_KB = 32
+RATIO_TARGET = 2.0
+COUNT_RECORDS = 6000
+
+
+def _timed(fn, clock=time.process_time):
+    t0 = clock()
+    fn()
+    return clock() - t0
+
+
+def paired(parse, replay_, rounds):
+    """(best parse time, best replay time, median of the per-round ratios).
+
+    Parse and replay run back to back in each round, in CPU time, so load
+    from elsewhere on the machine hits both sides of each ratio alike."""
+    parses, replays, ratios = [], [], []
+    for _ in range(rounds):
+        tp = _timed(parse)
+        tr = _timed(replay_)
+        parses.append(tp)
+        replays.append(tr)
+        ratios.append(tr / tp)
+    return min(parses), min(replays), statistics.median(ratios)
+
+
+def _plain_copy(name, folder):
+    dst = Path(folder) / (name + ".jsonl")
+    with gzip.open(ROOT / "recordings" / (name + ".jsonl.gz"), "rb") as src, open(dst, "wb") as out:
+        shutil.copyfileobj(src, out)
+    return dst
+
+
+def _parse_only(path):
+    with Reader(str(path)) as r:
+        for _ in r:
+            pass
+
+
+def _replay_only(path):
+    core_replay.replay(str(path), lambda t, topic, payload: None)
+
+
+def _samples(path):
+    with Reader(str(path)) as r:
+        return sum(1 for rec in r if "s" in rec)
+
+
+def instructions(mode, path):
+    """Instructions CPython executes to `mode` ("parse", "replay" or
+    "none": start up and import only) the recording at `path`, counted by
+    valgrind's callgrind: the same count on every run, whatever else the
+    machine is doing."""
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                          sys.executable, "-m", "host_tools.bench", "--only", mode, str(path)],
+                         capture_output=True, text=True, check=True).stderr
+    for line in out.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    raise RuntimeError("no instruction count from valgrind:\n" + out)
+
+
+def _head(path, lines, folder):
+    dst = Path(folder) / ("head-" + Path(path).name)
+    with open(path, "rb") as src, open(dst, "wb") as out:
+        for _, line in zip(range(lines), src, strict=False):
+            out.write(line)
+    return dst
+
+
+def _mp_replays(path, heap, lib):
+    proc = replay.run_micropython_raw(path, heap, lib)
+    return proc.returncode == 0 and '"stats"' in proc.stdout
+
+
+def smallest_heap_kb(path, lib, lo=8, hi=512):
+    """Bisect the smallest heap, in KB, at which the replay completes."""
+    if not _mp_replays(path, "%dK" % hi, lib):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _mp_replays(path, "%dK" % mid, lib):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def heap_breakdown(path, lib):
+    probe = Path(__file__).with_name("heap_probe.py")
+    proc = subprocess.run([mpy.micropython_binary(), "-X", "heapsize=1M", str(probe), str(path)],
+                          env={"MICROPYPATH": str(lib)}, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+    print("citynode bench (figures, not pass/fail; targets in brackets)")
+    with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
+        lib = mpy.compile_package(ROOT / "firmware" / "citynode", Path(tmp) / "lib").parent
+        src_lib = ROOT / "firmware"
+        print("\nreplay throughput, samples per second (best of rounds; CPython in CPU time, MicroPython "
+              "wall time;\nratio = median over rounds of replay / parse time, measured back to back)")
+        print("%-12s %9s %12s %12s %12s %14s" % ("recording", "samples", "CPython", "parse only",
+                                                  "ratio [<=2]", "MicroPython"))
+        for name in RECORDINGS:
+            path = _plain_copy(name, tmp)
+            n = _samples(path)
+            rounds = 3 if n > 100000 else 7
+            t_parse, t_replay, ratio = paired(lambda p=path: _parse_only(p), lambda p=path: _replay_only(p),
+                                              rounds)
+            t_mp = min(_timed(lambda p=path: replay.run_micropython_raw(p, "256K", lib), time.perf_counter)
+                       for _ in range(rounds))
+            print("%-12s %9d %12.0f %12.0f %12.2f %14.0f" % (
+                name, n, n / t_replay, n / t_parse, ratio, n / t_mp))
+        if shutil.which("valgrind"):
+            print("\nreplay / parse on CPython in instructions (callgrind), first %d records [<= %.0f]"
+                  % (COUNT_RECORDS, RATIO_TARGET))
+            for name in RECORDINGS:
+                head = _head(Path(tmp) / (name + ".jsonl"), COUNT_RECORDS, tmp)
+                base = instructions("none", head)
+                parse = instructions("parse", head) - base
+                rep = instructions("replay", head) - base
+                ratio = rep / parse
+                print("  %-12s parse %6.1f M  replay %6.1f M  ratio %.2f [%s]" % (
+                    name, parse / 1e6, rep / 1e6, ratio, "met" if ratio <= RATIO_TARGET else "NOT met"))
+        else:
+            print("\n(valgrind not installed: no instruction counts)")
+        flood = Path(tmp) / "flood-event.jsonl"
+        print("\nsmallest MicroPython heap for the flood event [core alone <= %d KB]" % HEAP_TARGET_KB)
+        print("  whole replay, core as .mpy (as on a board): %s KB" % smallest_heap_kb(flood, lib))
+        print("  whole replay, core from .py source:         %s KB" % smallest_heap_kb(flood, src_lib))
+        b = heap_breakdown(flood, lib)
+        core_kb = (b["core_code"] + b["live_data_peak"]) / 1024
+        print("  core code (.mpy, loaded):        %6.1f KB" % (b["core_code"] / 1024))
+        print("  replay layer code (reader, sim): %6.1f KB" % (b["sim_code"] / 1024))
+        print("  live data at peak (core state and read buffers): %.1f KB" % (b["live_data_peak"] / 1024))
+        print("  core alone, code + live data:    %6.1f KB [%s]" % (
+            core_kb, "met" if core_kb <= HEAP_TARGET_KB else "NOT met"))
+        print("\n(64-bit unix port: a 32-bit ESP32 holds the same objects in up to half the bytes)")
+
+
+def only(mode, path):
+    """One measured step, for `instructions`."""
+    if mode == "parse":
+        _parse_only(path)
+    elif mode == "replay":
+        _replay_only(path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--only"]:
+        only(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -1,0 +1,43 @@
+"""Heap figures for the bench; this file runs under MicroPython.
+
+    MICROPYPATH=<compiled lib> micropython heap_probe.py RECORDING
+
+prints one JSON line: bytes of heap held by the core's code, by the
+simulated hardware layer's code, and the peak of live data while the core
+replays RECORDING (after a collection every 50 messages).
+"""
+
+import gc
+import json
+import sys
+
+
+def main(path):
+    gc.collect()
+    base = gc.mem_alloc()
+    from citynode import core  # noqa: F401 - imports every core module
+
+    gc.collect()
+    core_code = gc.mem_alloc() - base
+    from citynode import replay
+
+    gc.collect()
+    sim_code = gc.mem_alloc() - base - core_code
+    floor = base + core_code + sim_code
+    peak = [floor]
+    count = [0]
+
+    def publish(t, topic, payload):
+        count[0] += 1
+        if count[0] % 50 == 0:
+            gc.collect()
+            used = gc.mem_alloc()
+            if used > peak[0]:
+                peak[0] = used
+
+    replay.replay(path, publish)
+    print(json.dumps({"core_code": core_code, "sim_code": sim_code, "live_data_peak": peak[0] - floor,
+                      "messages": count[0]}))
+
+
+main(sys.argv[1])
