@@ -12,13 +12,16 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from host_tools.score import MATCH_AFTER_S, MATCH_BEFORE_S
+from citynode.flood import ALERT_NAMES as ALERT_LEVELS
+from citynode.flood import WaterLevel
+from host_tools.score import (
+    F1_TARGET,
+    LATENCY_MEDIAN_TARGET_S,
+    MATCH_AFTER_S,
+    MATCH_BEFORE_S,
+    WATER_MAE_TARGET_MM,
+)
 
-F1_TARGET = 0.99
-LATENCY_MEDIAN_TARGET_S = 5.0
-WATER_MAE_TARGET_MM = 10.0
-DEFAULT_THRESHOLDS_MM = (50, 150, 300)
-ALERT_LEVELS = ("normal", "watch", "warning", "danger")
 ALERT_RANK = {name: rank for rank, name in enumerate(ALERT_LEVELS)}
 MAX_PLOT_POINTS = 2000
 MAX_EVENT_ROWS = 500
@@ -272,7 +275,7 @@ def summary(result):
 def water_plot(result, sensor, hours, clip_id):
     """Published and true level over time, with thresholds, alerts, obstructions and faults."""
     sid = sensor["id"]
-    thresholds = sensor.get("thresholds_mm") or DEFAULT_THRESHOLDS_MM
+    thresholds = WaterLevel(sensor["id"], [], sensor).thresholds
     readings = [(t / MS_PER_HOUR, p) for t, topic, p in result.messages
                 if topic == "water" and p.get("sensor", sid) == sid]
     true = [(r["t"] / MS_PER_HOUR, r["level_mm"]) for r in result.truth

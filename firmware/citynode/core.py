@@ -3,10 +3,9 @@
 `Core` is built from the node's sensor list (the same list a recording's
 header carries, checked first by `config.check_sensors`), takes one sample
 at a time from a hardware layer (the ESP32's drivers or a recording), and
-hands every message the node would
-publish to a `publish(t, topic, payload)` callback. It also says when each
-sensor should be read next (`due_at`), which is how adaptive sampling
-reaches the scheduler. It does no I/O of its own.
+hands every message the node would publish to a `publish(t, topic,
+payload)` callback. It also says when each sensor should be read next
+(`due_at`), which is how adaptive sampling reaches the scheduler. It does no I/O of its own.
 
 A sample is a dict, the same shape on the board and in a recording:
 `{"echo_us": [...]}` for an ultrasonic burst, `{"mag": [x, y, z]}` in raw
