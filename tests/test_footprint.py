@@ -1,0 +1,31 @@
+"""Heap footprint of the core under MicroPython: exact figures (the same
+interpreter build gives the same bytes), so they are held as tests."""
+
+import gzip
+import shutil
+
+from host_tools import bench, mpy, replay
+from tests.conftest import ROOT, bundled
+
+CORE_HEAP_TARGET = 32 * 1024
+
+
+def flood_plain(tmp_path):
+    dst = tmp_path / "flood-event.jsonl"
+    with gzip.open(bundled("flood-event"), "rb") as src, open(dst, "wb") as out:
+        shutil.copyfileobj(src, out)
+    return dst
+
+
+def test_the_core_alone_fits_in_32_kb_replaying_the_flood(tmp_path):
+    lib = mpy.compile_package(ROOT / "firmware" / "citynode", tmp_path / "lib").parent
+    b = bench.heap_breakdown(flood_plain(tmp_path), lib)
+    assert b["messages"] > 4000
+    assert b["core_code"] + b["live_data_peak"] <= CORE_HEAP_TARGET, b
+
+
+def test_the_whole_flood_replay_runs_in_the_default_heap_and_not_in_a_tiny_one(tmp_path):
+    lib = mpy.compile_package(ROOT / "firmware" / "citynode", tmp_path / "lib").parent
+    path = flood_plain(tmp_path)
+    assert bench._mp_replays(path, replay.DEFAULT_HEAP, lib)
+    assert not bench._mp_replays(path, "16K", lib)
