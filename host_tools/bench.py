@@ -2,9 +2,9 @@
 
 - replay throughput (samples/s) on CPython and on MicroPython, per bundled
   recording, best of a few runs;
-- replay time over the time to merely read and check the same file on
-  CPython (target: at most 2x): timed back to back, and counted in
-  instructions with valgrind, which no other load on the machine disturbs;
+- the cost of a replay over the cost of merely reading and checking the
+  same file on CPython (target: at most 2x), counted in instructions with
+  valgrind, which no other load on the machine disturbs;
 - the smallest MicroPython heap (-X heapsize) at which the flood event
   replays, with the core compiled by mpy-cross (as on a board) and from
   source; and the heap the core's code and data hold (target: 32 KB for
@@ -17,7 +17,6 @@ an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
 import gzip
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,19 +40,9 @@ def _timed(fn, clock=time.process_time):
     return clock() - t0
 
 
-def paired(parse, replay_, rounds):
-    """(best parse time, best replay time, median of the per-round ratios).
-
-    Parse and replay run back to back in each round, in CPU time, so load
-    from elsewhere on the machine hits both sides of each ratio alike."""
-    parses, replays, ratios = [], [], []
-    for _ in range(rounds):
-        tp = _timed(parse)
-        tr = _timed(replay_)
-        parses.append(tp)
-        replays.append(tr)
-        ratios.append(tr / tp)
-    return min(parses), min(replays), statistics.median(ratios)
+def best(fn, rounds, clock=time.process_time):
+    """The fastest of `rounds` calls of `fn`, in CPU time by default."""
+    return min(_timed(fn, clock) for _ in range(rounds))
 
 
 def _plain_copy(name, folder):
@@ -100,18 +89,18 @@ def _head(path, lines, folder):
     return dst
 
 
-def _mp_replays(path, heap, lib):
+def replays_within(path, heap, lib):
     proc = replay.run_micropython_raw(path, heap, lib)
     return proc.returncode == 0 and '"stats"' in proc.stdout
 
 
 def smallest_heap_kb(path, lib, lo=8, hi=512):
     """Bisect the smallest heap, in KB, at which the replay completes."""
-    if not _mp_replays(path, "%dK" % hi, lib):
+    if not replays_within(path, "%dK" % hi, lib):
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _mp_replays(path, "%dK" % mid, lib):
+        if replays_within(path, "%dK" % mid, lib):
             hi = mid
         else:
             lo = mid
@@ -131,19 +120,17 @@ def main():
         lib = mpy.compile_package(ROOT / "firmware" / "citynode", Path(tmp) / "lib").parent
         src_lib = ROOT / "firmware"
         print("\nreplay throughput, samples per second (best of rounds; CPython in CPU time, MicroPython "
-              "wall time;\nratio = median over rounds of replay / parse time, measured back to back)")
-        print("%-12s %9s %12s %12s %12s %14s" % ("recording", "samples", "CPython", "parse only",
-                                                  "ratio [<=2]", "MicroPython"))
+              "in wall time;\ntimes on a shared machine move by tens of percent: the ratio below is "
+              "counted, not timed)")
+        print("%-12s %9s %12s %12s %14s" % ("recording", "samples", "CPython", "parse only", "MicroPython"))
         for name in RECORDINGS:
             path = _plain_copy(name, tmp)
             n = _samples(path)
-            rounds = 3 if n > 100000 else 7
-            t_parse, t_replay, ratio = paired(lambda p=path: _parse_only(p), lambda p=path: _replay_only(p),
-                                              rounds)
-            t_mp = min(_timed(lambda p=path: replay.run_micropython_raw(p, "256K", lib), time.perf_counter)
-                       for _ in range(rounds))
-            print("%-12s %9d %12.0f %12.0f %12.2f %14.0f" % (
-                name, n, n / t_replay, n / t_parse, ratio, n / t_mp))
+            rounds = 2 if n > 100000 else 5
+            t_parse = best(lambda p=path: _parse_only(p), rounds)
+            t_replay = best(lambda p=path: _replay_only(p), rounds)
+            t_mp = best(lambda p=path: replay.run_micropython_raw(p, "256K", lib), rounds, time.perf_counter)
+            print("%-12s %9d %12.0f %12.0f %14.0f" % (name, n, n / t_replay, n / t_parse, n / t_mp))
         if shutil.which("valgrind"):
             print("\nreplay / parse on CPython in instructions (callgrind), first %d records [<= %.0f]"
                   % (COUNT_RECORDS, RATIO_TARGET))

@@ -25,7 +25,7 @@ _REPLAY_EPILOG = """\
 examples:
   citynode replay recordings/flood-event.jsonl.gz
   citynode replay recordings/parking-day.jsonl.gz --report build/parking.html
-  citynode replay REC --runtime micropython --heap 64K --json > scores.json
+  citynode replay REC --runtime micropython --heap 96K --json > scores.json
 
 The recording is fed through firmware/citynode exactly as a node would take
 it (its sampling schedule decides which samples it reads). Where the

@@ -20,7 +20,7 @@ from citynode.recording import Reader, RecordingError
 from host_tools import mpy, score
 
 FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent
-DEFAULT_HEAP = "64K"
+DEFAULT_HEAP = "96K"  # the free heap of an ESP32 without PSRAM, after boot
 RUNTIMES = ("cpython", "micropython")
 
 

@@ -27,5 +27,5 @@ def test_the_core_alone_fits_in_32_kb_replaying_the_flood(tmp_path):
 def test_the_whole_flood_replay_runs_in_the_default_heap_and_not_in_a_tiny_one(tmp_path):
     lib = mpy.compile_package(ROOT / "firmware" / "citynode", tmp_path / "lib").parent
     path = flood_plain(tmp_path)
-    assert bench._mp_replays(path, replay.DEFAULT_HEAP, lib)
-    assert not bench._mp_replays(path, "16K", lib)
+    assert bench.replays_within(path, replay.DEFAULT_HEAP, lib)
+    assert not bench.replays_within(path, "16K", lib)

@@ -41,7 +41,7 @@ def test_flood_alerts_do_not_flap_on_a_level_hovering_at_a_threshold(k, hyst, da
        st.integers(3, 30), st.integers(1, 30))
 def test_flood_level_rejects_a_single_sample_spike(level, spike, before, after):
     level = max(0, level)
-    w = WaterLevel("w", [], {"mount_mm": MOUNT, "noise_mm": 15})
+    w = WaterLevel("w", [], {"mount_mm": MOUNT, "noise_mm": 15, "dry_zero_mm": 0})
     t = 0
     seen = set()
     for _ in range(before):

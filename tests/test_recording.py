@@ -65,6 +65,7 @@ BAD_LINES = [
     ('{"t": 3000, "truth": "bay", "occupied": "yes"}', 8, "field 'occupied'"),
     ('{"t": 3000}', 8, "neither 's'"),
     ('[1, 2, 3]', 8, "not a JSON object"),
+    ('{"t": 3000, "s": "env", "temp_c": NaN, "pressure_pa": 1, "humidity_pct": 1}', 8, "field 'temp_c'"),
 ]
 
 
@@ -81,7 +82,7 @@ def test_a_bad_line_names_file_line_and_field(tmp_path, line, lineno, what):
 
 @pytest.mark.parametrize("change,what", [
     ({"version": 7}, "unsupported recording version 7"),
-    ({"version": True}, "unsupported recording version True"),
+    ({"version": True}, "unsupported recording version true"),
     ({"version": 1.0}, "unsupported recording version 1.0"),
     ({"format": "csv"}, "field 'format'"),
     ({"start": 1.5}, "field 'start'"),

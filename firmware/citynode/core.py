@@ -72,8 +72,11 @@ class Core:
             self._flush()
 
     def recalibrate(self, sid):
-        """Forget a bay's empty reference and learn it again (bay must be free)."""
+        """Forget a bay's empty reference and learn it again (bay must be
+        free); its state is published again once it is known."""
         self.detectors[sid].recalibrate()
+        if sid in self._announced:
+            self._announced.remove(sid)
 
     def _feed_ultrasonic_bay(self, sid, t, sample):
         det = self.detectors[sid]

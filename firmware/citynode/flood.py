@@ -31,7 +31,7 @@ water.
 """
 
 from citynode import ticks
-from citynode.filters import FaultWatch
+from citynode.filters import FaultWatch, follow
 from citynode.ranging import FAULT_NAMES
 
 ALERT_NAMES = ("normal", "watch", "warning", "danger")
@@ -49,10 +49,7 @@ class WaterLevel:
         self.sensor = sensor
         self.events = events
         self.mount_mm = int(cfg.get("mount_mm", 3000))
-        th = cfg.get("thresholds_mm", (50, 150, 300))
-        if len(th) != 3 or not (0 < th[0] < th[1] < th[2]):
-            raise ValueError("thresholds_mm must be three rising levels above 0")
-        self.thresholds = tuple(int(v) for v in th)
+        self.thresholds = tuple(cfg.get("thresholds_mm", (50, 150, 300)))
         self.hyst_mm = int(cfg.get("hysteresis_mm", 20))
         self.noise_mm = int(cfg.get("noise_mm", 15))
         self.max_rise_mm_min = int(cfg.get("max_rise_mm_min", 254))
@@ -62,6 +59,9 @@ class WaterLevel:
         self.slow_ms = ticks.ms(cfg.get("slow_s", 60))
         self.rate_window_ms = ticks.ms(cfg.get("rate_window_s", 300))
         self.obstructed_ms = ticks.ms(cfg.get("obstructed_fault_s", 600))
+        self.dry_tau_ms = ticks.ms(cfg.get("dry_tau_s", 1800))
+        self.dry_zero_mm = int(cfg.get("dry_zero_mm", 15))
+        self.zero_q8 = 0
         self.faults = FaultWatch(sensor, events, ticks.ms(cfg.get("fault_after_s", 60)))
         self.level = None
         self.level_t = None
@@ -89,7 +89,7 @@ class WaterLevel:
             return
         self._faulted = False
         self.faults.ok(t)
-        r = self.mount_mm - mm
+        r = self.mount_mm - mm - (self.zero_q8 >> 8)
         prev = self._prev
         prev_t = self._prev_t
         self._prev = r
@@ -138,11 +138,29 @@ class WaterLevel:
                                 "fault": "view_obstructed", "active": False})
 
     def _accept(self, t, r):
+        dt = 0 if self.level_t is None else ticks.diff(t, self.level_t)
         self.level = r
         self.level_t = t
         self.mode = CLEAR
         self._update_rate(t, r)
         self._update_alert(t, r)
+        self._follow_dry_zero(r, dt)
+
+    def _follow_dry_zero(self, r, dt):
+        """While the road is dry and steady, let it read 0: the zero follows
+        the level slowly (`dry_tau_s`), within ±`dry_zero_mm`. This takes
+        out a bias common to the whole day's readings (the enclosure warmed
+        by the sun reads the air too warm), as FloodNet takes its offset
+        from night-time readings. Water deeper than the noise, or moving,
+        freezes it."""
+        if self.alert or r > self.noise_mm or -r > self.noise_mm:
+            return
+        rate = self.rate_mm_min
+        if rate >= self.rising_mm_min or -rate >= self.rising_mm_min:
+            return
+        z = follow(self.zero_q8, self.zero_q8 + (r << 8), dt, self.dry_tau_ms)
+        lim = self.dry_zero_mm << 8
+        self.zero_q8 = lim if z > lim else -lim if z < -lim else z
 
     def _update_rate(self, t, r):
         pts_t = self._pts_t

@@ -78,11 +78,12 @@ class UltrasonicBay(_Bay):
 
     @property
     def ready(self):
-        """True once the empty reference is known and decisions are made."""
-        return self.base_q8 is not None
+        """True once the empty reference is known and a reading was taken."""
+        return self.base_q8 is not None and self.last_mm is not None
 
     def recalibrate(self):
         self.base_q8 = None
+        self.last_mm = None
         self._cal = []
         self._cal_t = None
         self.dwell.reset()

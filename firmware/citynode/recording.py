@@ -33,7 +33,8 @@ def _is_int(v):
 
 
 def _is_num(v):
-    return type(v) is int or type(v) is float
+    """An int, or a finite float (CPython's json reads NaN and Infinity)."""
+    return type(v) is int or (type(v) is float and v - v == 0)
 
 
 class Reader:
@@ -131,8 +132,8 @@ class Reader:
         if h["format"] != FORMAT:
             self._fail("header: field 'format' is %r, expected %r" % (h["format"], FORMAT))
         if not _is_int(h["version"]) or h["version"] not in VERSIONS:
-            self._fail("header: field 'version': unsupported recording version %r (this reader reads %s)"
-                       % (h["version"], ", ".join(str(v) for v in VERSIONS)))
+            self._fail("header: field 'version': unsupported recording version %s (this reader reads %s)"
+                       % (json.dumps(h["version"]), ", ".join(str(v) for v in VERSIONS)))
         for key in h:
             if key not in _HEADER_REQUIRED and key not in _HEADER_OPTIONAL:
                 self._fail("header: unknown field '%s'" % key)

@@ -17,9 +17,10 @@ def at(level_mm):
 
 
 def feed_levels(w, levels, start_ms=0, period_ms=10000):
+    """Feed water levels (mm), or ranging faults given as ranging.NO_ECHO etc."""
     t = start_ms
     for lv in levels:
-        w.update(t, lv if lv < 0 else at(lv))
+        w.update(t, lv if lv in ranging.FAULT_NAMES else at(lv))
         t += period_ms
     return t
 
@@ -151,10 +152,20 @@ def test_a_faulted_burst_is_retried_fast_and_a_dead_sensor_reported():
     assert w.next_ms() == w.slow_ms
 
 
-def test_thresholds_must_rise():
-    try:
-        WaterLevel("street", [], {"thresholds_mm": [50, 40, 300]})
-    except ValueError as e:
-        assert "thresholds_mm" in str(e)
-    else:
-        raise AssertionError("accepted falling thresholds")
+def test_a_dry_road_that_reads_a_few_mm_off_is_brought_back_to_zero():
+    w, _ = water(dry_tau_s=600)
+    feed_levels(w, [-8] * 360, period_ms=60000)  # six hours dry, reading 8 mm low
+    assert w.level == 0
+
+
+def test_standing_water_deeper_than_the_noise_is_not_learned_as_dry():
+    w, _ = water(dry_tau_s=600)
+    t = feed_levels(w, [0] * 30 + [i for i in range(0, 40, 2)], period_ms=60000)
+    feed_levels(w, [40] * 300, t, period_ms=60000)
+    assert w.level == 40
+
+
+def test_the_dry_zero_never_moves_more_than_its_limit():
+    w, _ = water(dry_tau_s=600, dry_zero_mm=5, noise_mm=15)
+    feed_levels(w, [-12] * 600, period_ms=60000)
+    assert w.level == -7
