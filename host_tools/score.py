@@ -56,7 +56,9 @@ def occupancy(messages, truth, bays):
         used = [False] * len(found)
         tp = 0
         lat = []
+        detail = []
         for tt, state in true_tr:
+            match = None
             for i, (ft, fstate) in enumerate(found):
                 if used[i] or fstate != state:
                     continue
@@ -64,14 +66,19 @@ def occupancy(messages, truth, bays):
                     used[i] = True
                     tp += 1
                     lat.append(ft - tt)
+                    match = ft
                     break
+            detail.append({"true_t_s": round(tt, 3), "state": "occupied" if state else "free",
+                           "detected_t_s": match,
+                           "latency_s": None if match is None else round(match - tt, 3)})
         fp = used.count(False)
         fn = len(true_tr) - tp
         p, r, f1 = _prf(tp, fp, fn)
         per_bay[bay] = {"transitions": len(true_tr), "tp": tp, "fp": fp, "fn": fn,
                         "precision": p, "recall": r, "f1": f1,
                         "latency_median_s": _median(lat),
-                        "latency_max_s": max(lat) if lat else None}
+                        "latency_max_s": max(lat) if lat else None,
+                        "per_transition": detail}
         tot_tp += tp
         tot_fp += fp
         tot_fn += fn

@@ -18,6 +18,9 @@ def test_perfect_detection_with_latencies():
     assert (s["tp"], s["fp"], s["fn"]) == (2, 0, 0)
     assert s["f1"] == 1.0
     assert s["latency_median_s"] == 3.0
+    assert s["bays"]["b"]["per_transition"] == [
+        {"true_t_s": 100.0, "state": "occupied", "detected_t_s": 102.0, "latency_s": 2.0},
+        {"true_t_s": 500.0, "state": "free", "detected_t_s": 504.0, "latency_s": 4.0}]
 
 
 def test_a_flap_is_a_false_positive_and_a_miss_is_a_false_negative():
