@@ -369,7 +369,7 @@ def _street(rng, scenario, node, start, duration_s, period_s, env_period_s, seed
     sensors = [
         {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 7,
          "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300]},
-        {"id": "env", "type": "env", "driver": "bme280", "period_s": env_period_s},
+        {"id": "env", "type": "env", "driver": "bme280", "period_s": 60},
     ]
     header = _header(node, "esp32-devkitc", start, duration_s, sensors, seed, scenario, notes)
     header["plan"] = {"recorded_every_s": {"street": period_s, "env": env_period_s}}
@@ -445,7 +445,7 @@ def flood_event(seed=2, start=DEFAULT_START):
               (12.5 * 3600, 35 * 60, 1450.0),  # car parked under the sensor
               (17.3 * 3600, 40, 1750.0)]       # someone waiting under it in the flood
     clutter = _street_clutter(rng, duration_s, parked)
-    return _street(rng, "flood-event", "street-demo-1", start, duration_s, 10, 60, seed, level, rain, air,
+    return _street(rng, "flood-event", "street-demo-1", start, duration_s, 10, 10, seed, level, rain, air,
                    clutter,
                    outages=[(8.0 * 3600, 8.0 * 3600 + 240)],
                    notes="Synthetic: a hot day (10-40 °C) ending in two storm cells; the street "
@@ -490,7 +490,7 @@ def dry_week(seed=3, start=DEFAULT_START):
             parked.append((base + 6.0 * 3600, 2.5 * 3600, 1050.0))
         parked.append((base + rng.uniform(9, 17) * 3600, rng.uniform(15, 40), rng.uniform(2800, 3100)))
     clutter = _street_clutter(rng, duration_s, parked)
-    return _street(rng, "dry-week", "street-demo-2", start, duration_s, 30, 300, seed, level, rain, air,
+    return _street(rng, "dry-week", "street-demo-2", start, duration_s, 30, 30, seed, level, rain, air,
                    clutter,
                    outages=[(2.5 * 86400, 2.5 * 86400 + 900)],
                    notes="Synthetic: seven dry days, three light showers (puddles under 3 cm), "

@@ -39,22 +39,24 @@ def test_no_command_is_a_usage_error():
     assert "usage:" in p.stderr
 
 
-def test_replay_prints_events_messages_and_scores(capsys):
+def test_replay_prints_events_messages_and_scores(replays, capsys):
     assert cli.main(["replay", str(bundled("flood-event"))]) == 0
     out = capsys.readouterr().out
     assert "street alert WATCH (was normal)" in out
     assert "2026-07-14 " in out
-    assert "messages: env 1440" in out
+    env = sum(1 for m in replays("flood-event").messages if m[1] == "env")
+    assert "messages: env %d, event 10, water " % env in out
     assert "water street: MAE" in out
     assert "false alerts 0" in out
 
 
-def test_replay_json_is_machine_readable(capsys):
+def test_replay_json_is_machine_readable(replays, capsys):
     assert cli.main(["replay", str(bundled("flood-event")), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["runtime"] == "cpython"
     assert doc["scores"]["water"]["street"]["false_alerts"] == []
-    assert doc["stats"]["samples"] == 10080
+    assert doc["stats"] == replays("flood-event").stats
+    assert doc["stats"]["samples"] > 10000
 
 
 def test_replay_writes_events_and_messages_files(tmp_path, capsys):

@@ -20,6 +20,7 @@ from citynode.occupancy import MagneticBay, UltrasonicBay
 from citynode.ranging import FAULT_NAMES, RANGERS, Ranger, half_speed_q16, speed_mm_s
 
 _DEFAULT_PERIOD_S = {"bay_ultrasonic": 1, "bay_magnetic": 1, "env": 60}
+SLACK_MS = 250  # a reading this much early still counts as on time
 
 
 class Core:
@@ -35,6 +36,7 @@ class Core:
         self._announced = []
         self.air = None
         self.env_faults = {}
+        self._env_sent = {}
         self.speed_mm_s = speed_mm_s(2000, 500)
         self.q16 = half_speed_q16(self.speed_mm_s)
         for s in sensors:
@@ -109,11 +111,20 @@ class Core:
                 fault = FAULT_NAMES[mm]
         if det.level is not None:
             self._send(t, "water", payloads.water(det, fault))
-        self.due_at[sid] = ticks.add(t, det.next_ms())
+        due = ticks.add(t, det.next_ms())
+        self.due_at[sid] = due
+        # The next burst is compensated with a fresh BME280 reading: in a storm
+        # the air cools fast enough for a minute-old one to bias the level.
+        for env in self.env_faults:
+            env_due = self.due_at[env]
+            if env_due is not None and ticks.diff(due, env_due) < 0:
+                self.due_at[env] = due
 
     def _feed_env(self, sid, t, sample):
         """A BME280 reading sets the speed of sound for every ultrasonic
-        sensor; while it fails, the last good one stays in use."""
+        sensor; while it fails, the last good one stays in use. It is read
+        every `period_s`, or with every water burst if those come sooner,
+        and published at most every `period_s`."""
         self.due_at[sid] = ticks.add(t, self.period_ms[sid])
         if "fault" in sample:
             self.env_faults[sid].fault(t, sample["fault"])
@@ -125,7 +136,10 @@ class Core:
         self.air = (temp_cc, rh, p)
         self.speed_mm_s = speed_mm_s(temp_cc, rh, p)
         self.q16 = half_speed_q16(self.speed_mm_s)
-        self._send(t, "env", payloads.env(temp_cc, rh, p, self.speed_mm_s))
+        last = self._env_sent.get(sid)
+        if last is None or ticks.diff(t, last) >= self.period_ms[sid] - SLACK_MS:
+            self._env_sent[sid] = t
+            self._send(t, "env", payloads.env(temp_cc, rh, p, self.speed_mm_s))
 
     def _announce(self, t, sid, det):
         """Publish a bay's state once, as soon as it is known."""

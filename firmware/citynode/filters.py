@@ -14,17 +14,25 @@ def follow(est, target, dt_ms, tau_ms):
     """Move the integer estimate `est` toward `target` as a first-order
     low-pass with time constant `tau_ms` would over `dt_ms`.
 
-    The step is truncated toward zero (no drift from rounding) and both the
-    error and the interval are bounded so every product stays a small int.
+    Each step is truncated toward zero (no drift from rounding) and both
+    the error and the step's interval are bounded so every product stays a
+    small int; a long interval is taken as several steps of at most 10 s.
     Use Q8 fixed point (value << 8) where sub-unit resolution matters.
     """
+    if dt_ms > 5 * tau_ms:
+        dt_ms = 5 * tau_ms
+    while dt_ms > _DT_LIMIT_MS:
+        est = _step(est, target, _DT_LIMIT_MS, tau_ms)
+        dt_ms -= _DT_LIMIT_MS
+    return _step(est, target, dt_ms, tau_ms)
+
+
+def _step(est, target, dt_ms, tau_ms):
     err = target - est
     if err > _ERR_LIMIT:
         err = _ERR_LIMIT
     elif err < -_ERR_LIMIT:
         err = -_ERR_LIMIT
-    if dt_ms > _DT_LIMIT_MS:
-        dt_ms = _DT_LIMIT_MS
     if dt_ms > tau_ms:
         dt_ms = tau_ms
     if err >= 0:

@@ -147,20 +147,22 @@ class WaterLevel:
         self._follow_dry_zero(r, dt)
 
     def _follow_dry_zero(self, r, dt):
-        """While the road is dry and steady, let it read 0: the zero follows
-        the level slowly (`dry_tau_s`), within ±`dry_zero_mm`. This takes
-        out a bias common to the whole day's readings (the enclosure warmed
-        by the sun reads the air too warm), as FloodNet takes its offset
-        from night-time readings. Water deeper than the noise, or moving,
-        freezes it."""
+        """While the road is dry and steady but reads below zero, lift it
+        slowly (`dry_tau_s`) back to zero, by at most `dry_zero_mm`. This
+        takes out a bias common to the whole day's readings (an enclosure
+        warmed by the sun reads the air too warm, and the level too low),
+        as FloodNet takes its offset from night-time readings. The trim only
+        ever raises the level, so it can bring an alert earlier, never make
+        one later, and standing water is never taken for the dry road.
+        Water, an alert or movement freezes it."""
         if self.alert or r > self.noise_mm or -r > self.noise_mm:
             return
         rate = self.rate_mm_min
         if rate >= self.rising_mm_min or -rate >= self.rising_mm_min:
             return
         z = follow(self.zero_q8, self.zero_q8 + (r << 8), dt, self.dry_tau_ms)
-        lim = self.dry_zero_mm << 8
-        self.zero_q8 = lim if z > lim else -lim if z < -lim else z
+        lim = -(self.dry_zero_mm << 8)
+        self.zero_q8 = 0 if z > 0 else lim if z < lim else z
 
     def _update_rate(self, t, r):
         pts_t = self._pts_t

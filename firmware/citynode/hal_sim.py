@@ -8,8 +8,7 @@ exactly what an adaptively sampling node would have measured.
 """
 
 from citynode import ticks
-
-SLACK_MS = 250
+from citynode.core import SLACK_MS
 
 
 class SimHal:

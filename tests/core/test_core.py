@@ -155,3 +155,16 @@ def test_sensor_entries_are_checked_field_by_field():
 
 def test_the_bundled_kinds_of_sensor_list_pass_the_checks():
     check_sensors(SENSORS)
+
+
+def test_the_bme280_is_read_with_every_fast_water_burst_and_published_each_minute():
+    core, out = make()
+    air = {"temp_c": 25.0, "pressure_pa": 101325, "humidity_pct": 50.0}
+    core.feed("env", 0, air)
+    assert core.due_at["env"] == 60000
+    core.feed("street", 0, {"echo_us": [echo_for_mm(3500, core.q16)] * 7})
+    assert core.due_at["street"] == 10000 and core.due_at["env"] == 10000
+    for t in range(10000, 130000, 10000):
+        core.feed("env", t, air)
+    sent = [t for t, topic, p in out.messages if topic == "env"]
+    assert sent == [0, 60000, 120000]

@@ -17,6 +17,16 @@ def test_follow_is_in_time_not_in_samples():
     assert abs(slow - fast) < 2 << 8
 
 
+def test_follow_keeps_its_time_constant_at_slow_sampling():
+    every_second = every_minute = 0
+    for _ in range(1800):
+        every_second = follow(every_second, 100 << 8, 1000, 1800000)
+    for _ in range(30):
+        every_minute = follow(every_minute, 100 << 8, 60000, 1800000)
+    assert abs(every_second - every_minute) < 3 << 8  # truncating each step costs the 1 s steps a little
+    assert 60 <= every_minute >> 8 <= 66  # 1 - 1/e of the way after one time constant
+
+
 def test_follow_truncates_toward_zero_so_it_never_drifts():
     assert follow(500, 501, 10, 60000) == 500
     assert follow(500, 499, 10, 60000) == 500

@@ -165,6 +165,12 @@ def test_standing_water_deeper_than_the_noise_is_not_learned_as_dry():
     assert w.level == 40
 
 
+def test_a_road_that_reads_high_is_never_trimmed_down():
+    w, _ = water(dry_tau_s=600)
+    feed_levels(w, [8] * 360, period_ms=60000)
+    assert w.level == 8
+
+
 def test_the_dry_zero_never_moves_more_than_its_limit():
     w, _ = water(dry_tau_s=600, dry_zero_mm=5, noise_mm=15)
     feed_levels(w, [-12] * 600, period_ms=60000)
