@@ -33,12 +33,15 @@ def mpy_cross_binary():
 def compile_package(src, dest):
     """Compile every .py of the package folder `src` to .mpy under
     `dest/<package name>/`, as it would be copied to a board; returns that
-    folder. A syntax error raises ToolMissing's sibling, CalledProcessError,
-    with mpy-cross's message."""
-    out = Path(dest) / Path(src).name
+    folder. A syntax error raises CalledProcessError with mpy-cross's
+    message."""
+    src = Path(src).resolve()
+    out = Path(dest).resolve() / src.name
     out.mkdir(parents=True, exist_ok=True)
     cross = mpy_cross_binary()
-    for py in sorted(Path(src).glob("*.py")):
-        subprocess.run([cross, "-o", str(out / (py.stem + ".mpy")), str(py)],
-                       check=True, capture_output=True, text=True)
+    for py in sorted(src.glob("*.py")):
+        # Named relative to the package's parent, as on the board: the name is
+        # stored in the .mpy, so the bytes do not depend on where the tree is.
+        subprocess.run([cross, "-o", str(out / (py.stem + ".mpy")), "%s/%s" % (src.name, py.name)],
+                       cwd=src.parent, check=True, capture_output=True, text=True)
     return out

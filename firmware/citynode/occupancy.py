@@ -20,7 +20,6 @@ def _ms(cfg, key, default_s):
 
 
 class _Bay:
-    kind = "bay"
 
     def __init__(self, sensor, events, cfg):
         self.sensor = sensor
