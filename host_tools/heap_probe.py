@@ -3,8 +3,9 @@
     MICROPYPATH=<compiled lib> micropython heap_probe.py RECORDING
 
 prints one JSON line: bytes of heap held by the core's code, by the
-simulated hardware layer's code, and the peak of live data while the core
-replays RECORDING (after a collection every 50 messages).
+simulated hardware layer's code, the peak of live data while the core
+replays RECORDING (after a collection every 50 messages), and the peak
+while the same file is merely read (the reader's own share of that).
 """
 
 import gc
@@ -36,8 +37,26 @@ def main(path):
                 peak[0] = used
 
     replay.replay(path, publish)
-    print(json.dumps({"core_code": core_code, "sim_code": sim_code, "live_data_peak": peak[0] - floor,
-                      "messages": count[0]}))
+    replay_peak = peak[0] - floor
+
+    # The same file merely read, with the same collections: what the reader's
+    # buffers and records hold at their peak, so the core's share is the rest.
+    from citynode.recording import Reader
+
+    gc.collect()
+    peak[0] = gc.mem_alloc()
+    n = 0
+    with Reader(path) as reader:
+        for _ in reader:
+            n += 1
+            if n % 50 == 0:
+                gc.collect()
+                used = gc.mem_alloc()
+                if used > peak[0]:
+                    peak[0] = used
+    reader_peak = peak[0] - floor
+    print(json.dumps({"core_code": core_code, "sim_code": sim_code, "live_data_peak": replay_peak,
+                      "reader_data_peak": reader_peak, "messages": count[0]}))
 
 
 main(sys.argv[1])

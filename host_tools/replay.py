@@ -100,7 +100,10 @@ def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
     recording, importing the core from `firmware` (a folder holding the
     `citynode` package, as .py or .mpy); returns the CompletedProcess
     (stdout: JSON lines)."""
-    env = dict(os.environ, MICROPYPATH=str(firmware))
+    # After the core: the emulated parts (host_tools) and Adafruit's driver,
+    # which a recording of bus-level values replays through.
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(firmware), str(FIRMWARE_DIR.parent),
+                                                         mpy.library_path())))
     cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", "citynode.replay", str(path)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 

@@ -20,7 +20,7 @@ def bundled(name):
 def run_micropython(args, heap="256K", cwd=ROOT):
     """Run the real MicroPython interpreter with firmware/ and the repo on
     its path; returns the CompletedProcess."""
-    env = dict(os.environ, MICROPYPATH="%s:%s" % (ROOT / "firmware", ROOT))
+    env = dict(os.environ, MICROPYPATH="%s:%s:%s" % (ROOT / "firmware", ROOT, mpy.library_path()))
     return subprocess.run([mpy.micropython_binary(), "-X", "heapsize=" + heap] + list(args),
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
 

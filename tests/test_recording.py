@@ -158,3 +158,14 @@ def test_a_fault_line_for_a_ranging_sensor_replays(tmp_path):
     lines = GOOD + [{"t": 3000 + i * 10000, "s": "street", "fault": "uart_silent"} for i in range(10)]
     r = replay.run(write(tmp_path, lines=lines))
     assert ("street", "uart_silent", True) in [(p["sensor"], p["fault"], p["active"]) for t, p in r.events]
+
+
+def test_a_version_2_recording_may_carry_distances_from_a_uart_part(tmp_path):
+    header = dict(HEADER, version=2, sensors=[{"id": "street", "type": "water", "driver": "a02yyuw"}])
+    lines = [{"t": i * 10000, "s": "street", "distance_mm": [3000, 3001, 0, 2999, 3000]} for i in range(3)]
+    r = replay.run(write(tmp_path, header=header, lines=lines))
+    water = [p for t, topic, p in r.messages if topic == "water"]
+    assert water[-1]["level_mm"] == 0  # 3000 mm from a sensor mounted at the default 3000 mm
+    v1 = write(tmp_path, header=dict(header, version=1), lines=lines)
+    with pytest.raises(replay.ReplayError, match="field 'echo_us'"):
+        replay.run(v1)

@@ -8,7 +8,8 @@ payload)` callback. It also says when each sensor should be read next
 (`due_at`), which is how adaptive sampling reaches the scheduler. It does no I/O of its own.
 
 A sample is a dict, the same shape on the board and in a recording:
-`{"echo_us": [...]}` for an ultrasonic burst, `{"mag": [x, y, z]}` in raw
+`{"echo_us": [...]}` for an ultrasonic burst (or `{"distance_mm": [...]}`
+from a UART part that measures itself), `{"mag": [x, y, z]}` in raw
 counts, `{"temp_c": .., "pressure_pa": .., "humidity_pct": ..}` from the
 BME280, or `{"fault": "name"}` when the driver could not read the part.
 """
@@ -85,9 +86,17 @@ class Core:
         if "fault" in sample:
             det.fault(t, sample["fault"])
         else:
-            det.update(t, self.rangers[sid].reduce_burst(sample["echo_us"], self.q16))
+            det.update(t, self._range(sid, sample))
             self._announce(t, sid, det)
         self.due_at[sid] = ticks.add(t, self.period_ms[sid])
+
+    def _range(self, sid, sample):
+        """mm (or a fault < 0) from a burst: echo times, compensated with the
+        air's speed of sound, or distances a UART part measured itself."""
+        echoes = sample.get("echo_us")
+        if echoes is not None:
+            return self.rangers[sid].reduce_burst(echoes, self.q16)
+        return self.rangers[sid].reduce_burst(sample["distance_mm"])
 
     def _feed_magnetic_bay(self, sid, t, sample):
         det = self.detectors[sid]
@@ -105,7 +114,7 @@ class Core:
         if fault is not None:
             det.fault(t, fault)
         else:
-            mm = self.rangers[sid].reduce_burst(sample["echo_us"], self.q16)
+            mm = self._range(sid, sample)
             det.update(t, mm)
             if mm < 0:
                 fault = FAULT_NAMES[mm]

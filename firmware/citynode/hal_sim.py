@@ -4,7 +4,9 @@ On the board the scheduler sleeps until a sensor is due and reads it; here
 time is the recording's. Each recorded sample of a sensor is handed to the
 core if the core wanted that sensor by then (within `SLACK_MS`), and
 skipped otherwise — a recording made at the fastest rate thus replays
-exactly what an adaptively sampling node would have measured.
+exactly what an adaptively sampling node would have measured. A recording
+with bus-level values (version 2) is read through emulated parts and the
+real drivers first.
 """
 
 from citynode import ticks
@@ -15,6 +17,13 @@ class SimHal:
     def __init__(self, reader, on_truth=None):
         self.reader = reader
         self.on_truth = on_truth
+        self.bench = None
+        if reader.parts:
+            # Bus-level samples: emulated parts behind the real drivers
+            # (desk-only code, imported only for such recordings).
+            from host_tools.emulators.bench import Bench
+
+            self.bench = Bench(reader.header["bus"])
         self.samples = 0
         self.taken = 0
         self.truth = 0
@@ -33,6 +42,8 @@ class SimHal:
             due = core.due_at[sid]
             if due is None or ticks.diff(t, due) >= -SLACK_MS:
                 self.taken += 1
+                if self.bench is not None and sid in self.bench:
+                    rec = self.bench.sample(sid, rec)
                 core.feed(sid, t, rec)
 
     def stats(self):

@@ -108,8 +108,11 @@ class Ranger:
         self.tolerance_mm = tolerance_mm
         self._valid = []
 
-    def reduce_burst(self, echoes_us, q16):
-        """Distance in mm from a burst of echo times, or a fault (< 0).
+    def reduce_burst(self, pings, q16=None):
+        """Distance in mm from a burst, or a fault (< 0): `pings` are echo
+        round-trip times (µs) converted with the half speed of sound `q16`,
+        or, with no `q16`, distances a UART part measured itself (mm); 0 is
+        a ping with no reading.
 
         The median of the pings within `tolerance_mm` (or 1/64 of the
         distance, if larger) of the median of all valid pings; a fault when
@@ -117,20 +120,26 @@ class Ranger:
         """
         valid = self._valid
         del valid[:]
-        n = len(echoes_us)
         blind = 0
         far = 0
         timeout = self.timeout_us
-        for e in echoes_us:
-            if e <= 0 or e >= timeout:
+        for v in pings:
+            if v <= 0:
                 continue
-            mm = (e * q16 + 32768) >> HALF_SPEED_SHIFT  # echo_to_mm, inlined: the hot loop
-            if mm < self.min_mm:
+            if q16 is not None:
+                if v >= timeout:
+                    continue
+                v = (v * q16 + 32768) >> HALF_SPEED_SHIFT  # echo_to_mm, inlined: the hot loop
+            if v < self.min_mm:
                 blind += 1
-            elif mm > self.max_mm:
+            elif v > self.max_mm:
                 far += 1
             else:
-                valid.append(mm)
+                valid.append(v)
+        return self._reduce(len(pings), blind, far)
+
+    def _reduce(self, n, blind, far):
+        valid = self._valid
         if 2 * len(valid) <= n:
             # The most common way the pings failed; a tie goes to the blind
             # zone, since it means something is close to the sensor.

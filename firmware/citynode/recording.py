@@ -10,11 +10,14 @@ stops there — replay never guesses past a bad line.
 import json
 
 FORMAT = "citynode-recording"
-VERSIONS = (1,)
+VERSIONS = (1, 2)  # 2 adds bus-level samples (the header's "bus")
 
 _SENSOR_TYPES = ("bay_ultrasonic", "bay_magnetic", "water", "env")
 _HEADER_REQUIRED = ("format", "version", "node", "board", "start", "sensors")
-_HEADER_OPTIONAL = ("site", "mount", "units", "plan", "notes", "generator", "duration_s")
+_HEADER_OPTIONAL = ("site", "mount", "units", "plan", "notes", "generator", "duration_s", "bus")
+# Parts whose raw bus values a version 2 recording may carry, and the sensor
+# types they serve.
+_PARTS = {"bme280": "env", "qmc5883l": "bay_magnetic"}
 _ENV_FIELDS = ("temp_c", "pressure_pa", "humidity_pct")
 _MAX_PINGS = 16
 
@@ -69,6 +72,9 @@ class Reader:
         self.sensors = {}
         for s in self.header["sensors"]:
             self.sensors[s["id"]] = s["type"]
+        self.parts = {}
+        for sid in self.header.get("bus", {}):
+            self.parts[sid] = self.header["bus"][sid]["part"]
 
     def close(self):
         self._f.close()
@@ -157,7 +163,42 @@ class Reader:
             if s["id"] in seen:
                 self._fail(where + ".id %r is used twice" % s["id"])
             seen.append(s["id"])
+        if "bus" in h:
+            self._check_bus(h)
         return h
+
+    def _check_bus(self, h):
+        bus = h["bus"]
+        if h["version"] < 2:
+            self._fail("header: field 'bus' needs recording version 2")
+        if type(bus) is not dict:
+            self._fail("header: field 'bus' must be an object")
+        types = {}
+        for s in h["sensors"]:
+            types[s["id"]] = s["type"]
+        for sid in bus:
+            where = "header: field 'bus.%s'" % sid
+            b = bus[sid]
+            if sid not in types:
+                self._fail(where + ": no such sensor")
+            if type(b) is not dict or b.get("part") not in _PARTS:
+                self._fail(where + ".part must be one of " + ", ".join(sorted(_PARTS)))
+            if _PARTS[b["part"]] != types[sid]:
+                self._fail(where + ": a %s is not a %s sensor" % (b["part"], types[sid]))
+            if b["part"] == "bme280":
+                c = b.get("calibration")
+                if type(c) is not list or len(c) != 18 or not all(_is_int(v) for v in c):
+                    self._fail(where + ".calibration must be the 18 trimming words T1..P9, H1..H6")
+                self._only_in(b, ("part", "calibration"), where)
+            else:
+                if b.get("range_gauss", 2) not in (2, 8):
+                    self._fail(where + ".range_gauss must be 2 or 8")
+                self._only_in(b, ("part", "range_gauss"), where)
+
+    def _only_in(self, obj, allowed, where):
+        for key in obj:
+            if key not in allowed:
+                self._fail("%s: unknown field '%s'" % (where, key))
 
     def _check_record(self, r):
         t = r.get("t")
@@ -193,7 +234,10 @@ class Reader:
                 self._fail("field 'fault' must be a string")
             self._only(r, ("t", "s", "fault"))
             return
-        if kind == "env":
+        part = self.parts.get(r["s"])
+        if part is not None and part in r:
+            self._check_raw(r, part)
+        elif kind == "env":
             for key in _ENV_FIELDS:
                 if not _is_num(r.get(key)):
                     self._fail("field '%s' must be a number" % key)
@@ -203,6 +247,13 @@ class Reader:
             if type(m) is not list or len(m) != 3 or not (_is_int(m[0]) and _is_int(m[1]) and _is_int(m[2])):
                 self._fail("field 'mag' must be a list of 3 integers (raw counts)")
             self._only(r, ("t", "s", "mag"))
+        elif "distance_mm" in r and self.header["version"] >= 2:
+            d = r["distance_mm"]
+            if (type(d) is not list or not d or len(d) > _MAX_PINGS
+                    or not all(_is_int(v) and v >= 0 for v in d)):
+                self._fail("field 'distance_mm' must be a list of 1 to %d integers (mm, 0 = no reading)"
+                           % _MAX_PINGS)
+            self._only(r, ("t", "s", "distance_mm"))
         else:
             e = r.get("echo_us")
             if type(e) is not list or not e or len(e) > _MAX_PINGS:
@@ -211,6 +262,15 @@ class Reader:
                 if not _is_int(v) or v < 0:
                     self._fail("field 'echo_us' must hold non-negative integers (µs, 0 = no echo)")
             self._only(r, ("t", "s", "echo_us"))
+
+    def _check_raw(self, r, part):
+        v = r[part]
+        if part == "bme280":
+            if type(v) is not list or len(v) != 3 or not all(_is_int(x) and 0 <= x < 1 << 20 for x in v):
+                self._fail("field 'bme280' must be the raw [adc_T, adc_P, adc_H] (20, 20, 16-bit integers)")
+        elif type(v) is not list or len(v) != 7 or not all(_is_int(x) and 0 <= x < 256 for x in v):
+            self._fail("field 'qmc5883l' must be the 7 bytes of registers 0x00-0x06")
+        self._only(r, ("t", "s", part))
 
     def _check_truth(self, r, kind):
         if kind == "water":

@@ -81,3 +81,11 @@ def test_warmer_air_means_a_shorter_echo_for_the_same_distance():
     assert abs(ranging.echo_to_mm(e, hot) - 3500) <= 1
     # read with a 20 °C speed, the same echo looks about 3.3 % shorter
     assert 3500 - ranging.echo_to_mm(e, Q16_20C) > 100
+
+
+def test_distances_from_a_uart_part_reduce_like_echoes():
+    r = Ranger(30, 4500)
+    assert r.reduce_burst([2000, 2004, 0, 1996, 3100]) == 2000
+    assert r.reduce_burst([0, 0, 1500]) == ranging.NO_ECHO
+    assert r.reduce_burst([10, 12, 0]) == ranging.BLIND_ZONE
+    assert r.reduce_burst([4600, 4700, 4800]) == ranging.OUT_OF_RANGE

@@ -1,0 +1,1 @@
+"""Sensor drivers: raw bus traffic in, the core's samples out."""
