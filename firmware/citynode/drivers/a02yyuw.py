@@ -37,24 +37,13 @@ Faults, as `A02YYUWError.reason` and in `sample()`:
 Runs unchanged under MicroPython and CPython.
 """
 
-import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython on the desk
-
-    def const(x):
-        return x
-
+from citynode.drivers import const
 
 _HEADER = const(0xFF)
 _FRAME = const(4)
 _POLL_MS = const(10)  # a 4-byte frame takes 4.2 ms at 9600 baud
 _MAX_MM = const(4500)
-
-
-def _sleep_ms_fallback(ms):
-    time.sleep(ms / 1000)
 
 
 class A02YYUWError(OSError):
@@ -74,7 +63,7 @@ class A02YYUW:
         self.uart = uart
         self.timeout_ms = timeout_ms
         self.max_mm = max_mm
-        self.sleep_ms = sleep_ms or getattr(time, "sleep_ms", None) or _sleep_ms_fallback
+        self.sleep_ms = sleep_ms or sleep_ms
         self._polls = timeout_ms // _POLL_MS + 1
         self._buf = bytearray(max_frames * _FRAME + _FRAME - 1)
         self._mv = memoryview(self._buf)

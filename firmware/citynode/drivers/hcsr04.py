@@ -24,13 +24,7 @@ emulator's `time_pulse_us` and clock).
 
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython on the desk
-
-    def const(x):
-        return x
-
+from citynode.drivers import const
 
 _SETTLE_US = const(2)  # TRIG low before the pulse
 _TRIGGER_US = const(10)  # TRIG high: the datasheet's minimum
@@ -40,10 +34,6 @@ def _sleep_us_fallback(us):
     # CPython has no microsecond sleep, and needs none: only the order of the
     # pin levels reaches an emulated part.
     pass
-
-
-def _sleep_ms_fallback(ms):
-    time.sleep(ms / 1000)
 
 
 class HCSR04:
@@ -79,7 +69,7 @@ class HCSR04:
         self.timeout_us = timeout_us
         self.trigger_us = trigger_us
         self.pulse_us = pulse_us
-        self.sleep_ms = sleep_ms or getattr(time, "sleep_ms", None) or _sleep_ms_fallback
+        self.sleep_ms = sleep_ms or sleep_ms
         self.sleep_us = sleep_us or getattr(time, "sleep_us", None) or _sleep_us_fallback
         self.stats = {"pings": 0, "timeouts": 0}
         trigger.value(0)

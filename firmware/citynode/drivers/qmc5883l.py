@@ -22,15 +22,8 @@ Runs unchanged under MicroPython and CPython.
 """
 
 import struct
-import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython on the desk
-
-    def const(x):
-        return x
-
+from citynode.drivers import const, sleep_ms
 
 _ADDRESS = const(0x0D)
 _CHIP_ID = const(0xFF)
@@ -56,14 +49,6 @@ _RANGES_G = (2, 8)  # RNG
 _LSB_PER_UT = (120, 30)  # 12000 and 3000 LSB/G, 1 G = 100 µT
 _ODRS_HZ = (10, 50, 100, 200)  # ODR
 _OSRS = (512, 256, 128, 64)  # OSR
-
-try:
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
-
 
 class QMC5883LError(OSError):
     """A failed read or a missing part; `fault` is the name `sample()` reports."""
@@ -116,7 +101,7 @@ class QMC5883L:
         """Soft-reset the part and configure it (continuous mode); what
         `__init__` does after finding the part."""
         self._write(_REG_CTRL2, _SOFT_RST)
-        _sleep_ms(1)  # power-on time after a reset: 350 µs
+        sleep_ms(1)  # power-on time after a reset: 350 µs
         self._configure()
 
     def _configure(self):
@@ -163,7 +148,7 @@ class QMC5883L:
             if st[0] & _DRDY:
                 break
             if i < _READY_POLLS - 1:
-                _sleep_ms(_POLL_MS)
+                sleep_ms(_POLL_MS)
         else:
             self._restore_config()
             raise QMC5883LError("data not ready", "not_ready")
