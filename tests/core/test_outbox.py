@@ -1,0 +1,342 @@
+import binascii
+import os
+import time
+
+from citynode import outbox
+from citynode.outbox import Outbox
+
+_made = [0]
+
+
+def _folder():
+    """A new, unused folder name under /tmp."""
+    _made[0] += 1
+    return "/tmp/citynode-outbox-%d-%d-%s" % (
+        int(time.time()), _made[0], binascii.hexlify(os.urandom(4)).decode())
+
+
+def _remove_folder(folder):
+    for name in os.listdir(folder):
+        os.remove(folder + "/" + name)
+    os.rmdir(folder)
+
+
+def _segments(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("seg-") and n.endswith(".log"))
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _msg(i):
+    return ("reading-%04d" % i).encode()
+
+
+def _take_all(box):
+    out = []
+    while True:
+        data = box.peek()
+        if data is None:
+            return out
+        out.append(data)
+        box.ack()
+
+
+def test_records_come_back_in_order():
+    d = _folder()
+    box = Outbox(d)
+    for i in range(20):
+        box.append(_msg(i))
+    assert box.pending() == 20 and len(box) == 20
+    assert _take_all(box) == [_msg(i) for i in range(20)]
+    assert box.pending() == 0 and box.peek() is None
+    assert not box.ack()
+    _remove_folder(d)
+
+
+def test_peek_repeats_the_oldest_until_it_is_acked():
+    d = _folder()
+    box = Outbox(d)
+    assert box.peek() is None
+    box.append(b"one")
+    box.append(b"two")
+    assert box.peek() == b"one" and box.peek() == b"one"
+    assert box.ack()
+    assert box.peek() == b"two"
+    assert box.pending() == 1
+    _remove_folder(d)
+
+
+def test_encode_and_decode_an_mqtt_message():
+    data = outbox.encode("water", b'{"level_mm": 180}')
+    assert data == b'water\0{"level_mm": 180}'
+    assert outbox.decode(data) == ("water", b'{"level_mm": 180}')
+    assert outbox.decode(outbox.encode(b"bay/12", '{"a": "\0"}')) == ("bay/12", b'{"a": "\0"}')
+    rec = outbox.frame(data)
+    assert len(rec) == outbox.HEADER_LEN + len(data) and rec.endswith(data)
+    bad = False
+    try:
+        outbox.encode("a\0b", b"")
+    except ValueError:
+        bad = True
+    assert bad
+
+
+def test_empty_and_oversized_records_are_refused():
+    d = _folder()
+    box = Outbox(d, max_bytes=1024, segment_bytes=256)
+    for data in (b"", bytes(251)):
+        refused = False
+        try:
+            box.append(data)
+        except ValueError:
+            refused = True
+        assert refused
+    box.append(bytes(250))  # exactly one segment
+    assert box.pending() == 1
+    _remove_folder(d)
+
+
+def test_read_position_survives_a_reopen():
+    d = _folder()
+    box = Outbox(d)
+    for i in range(10):
+        box.append(_msg(i))
+    for _ in range(4):
+        box.peek()
+        box.ack()
+    box = Outbox(d)
+    assert box.pending() == 6
+    assert _take_all(box) == [_msg(i) for i in range(4, 10)]
+    box.append(_msg(10))
+    box = Outbox(d)
+    assert _take_all(box) == [_msg(10)]
+    _remove_folder(d)
+
+
+def test_records_rotate_across_segments():
+    d = _folder()
+    box = Outbox(d, max_bytes=4096, segment_bytes=100)
+    for i in range(30):  # 18 bytes a record: 5 to a segment
+        box.append(_msg(i))
+    segs = _segments(d)
+    assert len(segs) == 6
+    for name in segs:
+        assert os.stat(d + "/" + name)[6] <= 100
+    assert segs == sorted(segs) and segs[0] < segs[-1]
+    box = Outbox(d, max_bytes=4096, segment_bytes=100)
+    assert _take_all(box) == [_msg(i) for i in range(30)]
+    _remove_folder(d)
+
+
+def test_a_full_log_drops_the_oldest_whole_segment_and_counts_it():
+    d = _folder()
+    box = Outbox(d, max_bytes=270, segment_bytes=90)  # 3 segments of 5 records
+    for i in range(15):
+        box.append(_msg(i))
+    assert box.dropped == 0 and box.used() == 270
+    box.append(_msg(15))  # a 4th segment: the oldest goes, unread
+    assert box.dropped == 5 and box.used() <= 270
+    assert box.pending() == 11
+    box.peek()
+    box.ack()  # _msg(5) delivered; the other 4 of its segment are dropped next
+    for i in range(16, 21):
+        box.append(_msg(i))
+    assert box.dropped == 9 and box.used() <= 270
+    box = Outbox(d, max_bytes=270, segment_bytes=90)
+    assert box.dropped == 9
+    assert _take_all(box) == [_msg(i) for i in range(10, 21)]
+    assert Outbox(d, max_bytes=270, segment_bytes=90).dropped == 9
+    _remove_folder(d)
+
+
+def test_drain_sends_at_most_its_budget():
+    d = _folder()
+    box = Outbox(d)
+    for i in range(10):
+        box.append(_msg(i))
+    sent = []
+
+    def send(data):
+        sent.append(data)
+        return True
+
+    assert box.drain(send, 4) == 4
+    assert sent == [_msg(i) for i in range(4)] and box.pending() == 6
+    assert Outbox(d).pending() == 6  # saved at the end of the turn
+    assert box.drain(send, 100) == 6
+    assert sent == [_msg(i) for i in range(10)] and box.pending() == 0
+    assert box.drain(send, 5) == 0
+    _remove_folder(d)
+
+
+def test_drain_stops_at_the_first_failed_send_and_keeps_the_order():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    for i in range(12):
+        box.append(_msg(i))
+    tries = []
+
+    def send(data):
+        tries.append(data)
+        return len(tries) != 3  # the broker goes away on the third message
+
+    assert box.drain(send, 10) == 2
+    assert tries == [_msg(0), _msg(1), _msg(2)]
+    assert box.peek() == _msg(2)
+    box = Outbox(d, segment_bytes=100)
+    got = []
+    assert box.drain(lambda data: got.append(data) is None, 50) == 10
+    assert got == [_msg(i) for i in range(2, 12)]
+    _remove_folder(d)
+
+
+def _snapshot(folder):
+    return [(name, _read(folder + "/" + name)) for name in os.listdir(folder)]
+
+
+def _restore(folder, files):
+    for name in os.listdir(folder):
+        os.remove(folder + "/" + name)
+    for name, data in files:
+        _write(folder + "/" + name, data)
+
+
+def test_a_power_cut_at_any_byte_of_the_last_record_loses_only_that_record():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    for i in range(13):  # 3 segments of 5, 5 and 3 records
+        box.append(_msg(i))
+    box.peek()
+    box.ack()
+    last = d + "/" + _segments(d)[-1]
+    whole = _read(last)
+    rec = outbox.HEADER_LEN + len(_msg(12))
+    start = len(whole) - rec
+    assert start == 2 * rec
+    files = _snapshot(d)
+    for cut in range(start, len(whole)):  # the reset came after `cut - start` bytes of the record
+        _restore(d, files)
+        _write(last, whole[:cut])
+        box = Outbox(d, segment_bytes=100)
+        assert box.recovered_bytes_lost == cut - start
+        assert os.stat(last)[6] == start
+        assert box.pending() == 11
+        if cut == start + 3:  # and the log goes on after the cut
+            box.append(b"after")
+            box = Outbox(d, segment_bytes=100)
+            assert box.recovered_bytes_lost == 0
+            assert _take_all(box) == [_msg(i) for i in range(1, 12)] + [b"after"]
+        else:
+            assert _take_all(box) == [_msg(i) for i in range(1, 12)]
+    _remove_folder(d)
+
+
+def test_a_corrupted_record_keeps_the_records_before_it():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    for i in range(10):  # 2 segments of 5
+        box.append(_msg(i))
+    first = d + "/" + _segments(d)[0]
+    data = bytearray(_read(first))
+    rec = outbox.HEADER_LEN + len(_msg(0))
+    data[2 * rec + outbox.HEADER_LEN + 3] ^= 0x40  # a payload byte of the third record
+    _write(first, bytes(data))
+    box = Outbox(d, segment_bytes=100)
+    assert box.recovered_bytes_lost == 3 * rec  # the bad record and the two after it
+    assert _take_all(box) == [_msg(0), _msg(1)] + [_msg(i) for i in range(5, 10)]
+    _remove_folder(d)
+
+
+def test_a_corrupted_length_or_a_zeroed_tail_is_not_read_as_records():
+    d = _folder()
+    box = Outbox(d, segment_bytes=200)
+    for i in range(4):
+        box.append(_msg(i))
+    seg = d + "/" + _segments(d)[0]
+    data = bytearray(_read(seg))
+    rec = outbox.HEADER_LEN + len(_msg(0))
+    data[3 * rec] = 200  # the last record claims more bytes than the file holds
+    _write(seg, bytes(data) + bytes(24))  # and flash left zeros behind it
+    box = Outbox(d, segment_bytes=200)
+    assert _take_all(box) == [_msg(0), _msg(1), _msg(2)]
+    _remove_folder(d)
+
+
+def test_appends_move_on_over_new_segment_files_and_delivered_ones_go():
+    d = _folder()
+    box = Outbox(d, max_bytes=1000, segment_bytes=100)
+    seen = {}
+    for turn in range(40):
+        for i in range(7):
+            box.append(_msg(turn * 7 + i))
+        for name in _segments(d):
+            seen[name] = True
+        assert _take_all(box) == [_msg(turn * 7 + i) for i in range(7)]
+        assert _segments(d) == []  # all delivered: nothing left on flash
+    assert len(seen) >= 40 * 2  # each turn wrote to new files, never one file over and over
+    box = Outbox(d, max_bytes=1000, segment_bytes=100)
+    box.append(b"x")
+    assert _segments(d)[0] not in seen  # the numbers go on after a reopen
+    _remove_folder(d)
+
+
+def test_a_state_rename_cut_short_is_recovered_from_the_temporary_copy():
+    d = _folder()
+    box = Outbox(d, max_bytes=270, segment_bytes=90)
+    for i in range(16):
+        box.append(_msg(i))
+    box.peek()
+    box.ack()
+    assert box.dropped == 5
+    os.rename(d + "/state", d + "/state.tmp")  # removed, not yet renamed, as on FAT
+    box = Outbox(d, max_bytes=270, segment_bytes=90)
+    assert box.dropped == 5
+    assert _take_all(box) == [_msg(i) for i in range(6, 16)]
+    _remove_folder(d)
+
+
+def test_a_segment_copy_cut_short_is_finished_or_forgotten():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    for i in range(7):
+        box.append(_msg(i))
+    first, second = _segments(d)
+    os.rename(d + "/" + second, d + "/" + second[:-4] + ".tmp")  # the copy made, the old file gone
+    _write(d + "/" + first[:-4] + ".tmp", b"half a co")  # a copy begun, the old file still there
+    box = Outbox(d, segment_bytes=100)
+    assert _take_all(box) == [_msg(i) for i in range(7)]
+    assert [n for n in os.listdir(d) if n.endswith(".tmp")] == []
+    _remove_folder(d)
+
+
+def test_a_nested_folder_is_made():
+    d = _folder()
+    box = Outbox(d + "/a/b/")
+    box.append(b"x")
+    assert Outbox(d + "/a/b").peek() == b"x"
+    _remove_folder(d + "/a/b")
+    _remove_folder(d + "/a")
+    _remove_folder(d)
+
+
+def test_a_record_spoilt_after_opening_gives_up_the_rest_of_its_segment():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    for i in range(7):  # 2 segments: 5 and 2 records
+        box.append(_msg(i))
+    first = d + "/" + _segments(d)[0]
+    data = bytearray(_read(first))
+    rec = outbox.HEADER_LEN + len(_msg(0))
+    data[rec + outbox.HEADER_LEN] ^= 0x01  # the second record, after the log was checked
+    _write(first, bytes(data))
+    assert _take_all(box) == [_msg(0), _msg(5), _msg(6)]
+    assert box.recovered_bytes_lost == 4 * rec and box.pending() == 0
+    _remove_folder(d)
