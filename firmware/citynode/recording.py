@@ -18,6 +18,11 @@ _HEADER_OPTIONAL = ("site", "mount", "units", "plan", "notes", "generator", "dur
 # Parts whose raw bus values a version 2 recording may carry, and the sensor
 # types they serve.
 _PARTS = {"bme280": "env", "qmc5883l": "bay_magnetic"}
+_U16 = (0, 65535)
+_S16 = (-32768, 32767)
+# BME280 trimming words T1..T3, P1..P9, H1..H6: the range of each register.
+_BME280_WORDS = (_U16, _S16, _S16, _U16) + (_S16,) * 8 + ((0, 255), _S16, (0, 255), (-2048, 2047),
+                                                       (-2048, 2047), (-128, 127))
 _ENV_FIELDS = ("temp_c", "pressure_pa", "humidity_pct")
 _MAX_PINGS = 16
 
@@ -184,14 +189,17 @@ class Reader:
             if type(b) is not dict or b.get("part") not in _PARTS:
                 self._fail(where + ".part must be one of " + ", ".join(sorted(_PARTS)))
             if _PARTS[b["part"]] != types[sid]:
-                self._fail(where + ": a %s is not a %s sensor" % (b["part"], types[sid]))
+                self._fail(where + ": a %s part cannot serve sensor type %s" % (b["part"], types[sid]))
             if b["part"] == "bme280":
                 c = b.get("calibration")
-                if type(c) is not list or len(c) != 18 or not all(_is_int(v) for v in c):
-                    self._fail(where + ".calibration must be the 18 trimming words T1..P9, H1..H6")
+                if type(c) is not list or len(c) != 18 or not all(
+                        _is_int(v) and lo <= v <= hi
+                        for v, (lo, hi) in zip(c, _BME280_WORDS)):  # noqa: B905 - no strict= in MicroPython
+                    self._fail(where + ".calibration must be the 18 trimming words T1..P9, H1..H6, "
+                               "each in its register's range")
                 self._only_in(b, ("part", "calibration"), where)
             else:
-                if b.get("range_gauss", 2) not in (2, 8):
+                if not _is_int(b.get("range_gauss", 2)) or b.get("range_gauss", 2) not in (2, 8):
                     self._fail(where + ".range_gauss must be 2 or 8")
                 self._only_in(b, ("part", "range_gauss"), where)
 
@@ -235,7 +243,9 @@ class Reader:
             self._only(r, ("t", "s", "fault"))
             return
         part = self.parts.get(r["s"])
-        if part is not None and part in r:
+        if part is not None:
+            if part not in r:
+                self._fail("field '%s' missing: the header's bus gives this sensor's raw values" % part)
             self._check_raw(r, part)
         elif kind == "env":
             for key in _ENV_FIELDS:
@@ -266,7 +276,8 @@ class Reader:
     def _check_raw(self, r, part):
         v = r[part]
         if part == "bme280":
-            if type(v) is not list or len(v) != 3 or not all(_is_int(x) and 0 <= x < 1 << 20 for x in v):
+            if (type(v) is not list or len(v) != 3 or not all(_is_int(x) and x >= 0 for x in v)
+                    or v[0] >= 1 << 20 or v[1] >= 1 << 20 or v[2] >= 1 << 16):
                 self._fail("field 'bme280' must be the raw [adc_T, adc_P, adc_H] (20, 20, 16-bit integers)")
         elif type(v) is not list or len(v) != 7 or not all(_is_int(x) and 0 <= x < 256 for x in v):
             self._fail("field 'qmc5883l' must be the 7 bytes of registers 0x00-0x06")

@@ -301,3 +301,9 @@ def test_emulated_uart_reads_like_machine_uart():
     assert u.read() == frame(1954)
     assert u.write(b"\x55") == 1
     assert bytes(u.written) == b"\x55"
+
+
+def test_without_a_clock_given_the_driver_sleeps_on_the_runtimes():
+    from citynode.drivers import sleep_ms
+
+    assert A02YYUW(A02YYUWStream()).sleep_ms is sleep_ms

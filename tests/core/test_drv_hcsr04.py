@@ -261,3 +261,11 @@ def test_stats_accumulate_over_bursts():
     sonar.burst()
     sonar.burst()
     assert sonar.stats == {"pings": 6, "timeouts": 2}
+
+
+def test_without_a_clock_given_the_driver_sleeps_on_the_runtimes():
+    from citynode.drivers import sleep_ms
+
+    d = HCSR04(TriggerPin(EchoSource()), None, pulse_us=lambda *a: -2)
+    assert d.sleep_ms is sleep_ms
+    assert callable(d.sleep_us)

@@ -39,6 +39,7 @@ Runs unchanged under MicroPython and CPython.
 
 
 from citynode.drivers import const
+from citynode.drivers import sleep_ms as default_sleep_ms
 
 _HEADER = const(0xFF)
 _FRAME = const(4)
@@ -63,7 +64,7 @@ class A02YYUW:
         self.uart = uart
         self.timeout_ms = timeout_ms
         self.max_mm = max_mm
-        self.sleep_ms = sleep_ms or sleep_ms
+        self.sleep_ms = sleep_ms or default_sleep_ms
         self._polls = timeout_ms // _POLL_MS + 1
         self._buf = bytearray(max_frames * _FRAME + _FRAME - 1)
         self._mv = memoryview(self._buf)

@@ -7,14 +7,16 @@ Adafruit's driver imports `busio`, `digitalio` (for type names only) and
 provides the missing ones before the driver is imported. Its readings are
 the core's env sample: `{"temp_c", "pressure_pa", "humidity_pct"}` in SI
 units, or `{"fault": name}`: `no_answer` (the bus or the part did not
-answer), `out_of_range` (a value no working part reports), `stuck` (the
-same raw values too many times running).
+answer), `out_of_range` (a value no working part reports),
+`bad_calibration` (trimming words that make the formulas divide by zero),
+`stuck` (the same reading too many times running).
 """
 
 import sys
 
 ADDRESS = 0x77
 STUCK_AFTER = 60
+MODE_NORMAL = 0x03
 
 # What a working BME280 can report (datasheet operating range).
 TEMP_RANGE_C = (-40.0, 85.0)
@@ -101,6 +103,10 @@ class BME280:
         bus = i2c if hasattr(i2c, "try_lock") else BusioI2C(i2c)
         try:
             self._part = Adafruit_BME280_I2C(bus, address)
+            # Normal mode: the part converts on its own every 125 ms. In
+            # forced mode Adafruit's driver polls the status with no bound,
+            # and a part stuck "measuring" would starve the watchdog.
+            self._part.mode = MODE_NORMAL
         except (RuntimeError, ValueError) as e:
             raise OSError(19, "no BME280 at 0x%02x: %s" % (address, e)) from None
         self.stuck_after = stuck_after
@@ -120,6 +126,8 @@ class BME280:
             t, pa, rh = self.read()
         except OSError:
             return self._fault("no_answer")
+        except ArithmeticError:  # calibration words that make no sense
+            return self._fault("bad_calibration")
         t_ok = TEMP_RANGE_C[0] <= t <= TEMP_RANGE_C[1]
         if not t_ok or not PRESSURE_RANGE_PA[0] <= pa <= PRESSURE_RANGE_PA[1]:
             return self._fault("out_of_range")

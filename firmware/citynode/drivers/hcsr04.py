@@ -25,6 +25,7 @@ emulator's `time_pulse_us` and clock).
 import time
 
 from citynode.drivers import const
+from citynode.drivers import sleep_ms as default_sleep_ms
 
 _SETTLE_US = const(2)  # TRIG low before the pulse
 _TRIGGER_US = const(10)  # TRIG high: the datasheet's minimum
@@ -69,7 +70,7 @@ class HCSR04:
         self.timeout_us = timeout_us
         self.trigger_us = trigger_us
         self.pulse_us = pulse_us
-        self.sleep_ms = sleep_ms or sleep_ms
+        self.sleep_ms = sleep_ms or default_sleep_ms
         self.sleep_us = sleep_us or getattr(time, "sleep_us", None) or _sleep_us_fallback
         self.stats = {"pings": 0, "timeouts": 0}
         trigger.value(0)

@@ -2,12 +2,14 @@
 temperature, pressure, humidity and the speed of sound the node would use,
 once a second.
 
-    mpremote mip install github:adafruit/Adafruit_CircuitPython_BME280   # or copy
-    mpremote cp -r firmware/citynode :                                    # once
+    LIB=$(.venv/bin/python -c "from host_tools import mpy; print(mpy.library_path())")
+    mpremote mkdir :lib                                                    # once
+    mpremote cp -r "$LIB/adafruit_bme280" "$LIB/adafruit_bus_device" :lib/  # once
+    mpremote cp -r firmware/citynode :                                     # once
     mpremote run firmware/citynode/examples/bme280_simpletest.py
 
-(The Adafruit packages adafruit_bme280 and adafruit_bus_device must be in
-/lib on the board; `make setup` puts copies in .venv for the desk.)
+(Adafruit's packages adafruit_bme280 and adafruit_bus_device go to /lib on
+the board; `make setup` installs the pinned versions into .venv.)
 Breathe on the part: humidity and temperature should rise within seconds.
 Stop with Ctrl-C.
 """
