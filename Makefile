@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 OUT     := build
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup broker test demo bench lint clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-test: setup
+# The MQTT tests start their own Mosquitto (Debian's package) on a free
+# loopback port: install it when missing and possible, or say how.
+broker:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; } || \
+	  { echo "make test needs Mosquitto: sudo apt-get install mosquitto"; exit 1; }
+
+test: setup broker
 	$(PY) -m pytest -q
 
 demo: setup

@@ -1,8 +1,10 @@
 """citynode's logic core: pure modules shared by the ESP32 and the desk.
 
-Nothing in this package touches hardware, the network or files (except
-`recording`, which the simulated hardware layer uses to read recordings).
-It runs unchanged under MicroPython and CPython.
+The decision modules (ticks, ranging, filters, occupancy, flood, payloads,
+core, config) touch no hardware, network or file; `drivers` talk to the
+parts over buses they are given, `mqtt` to the broker, `outbox` to the
+node's flash, and `recording`/`hal_sim`/`replay` read recordings on the
+desk. Everything runs unchanged under MicroPython and CPython.
 """
 
 VERSION = "0.1.0"

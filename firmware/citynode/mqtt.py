@@ -1,0 +1,500 @@
+"""MQTT 3.1.1 client for the node: TCP or TLS, QoS 0 and 1, last will and
+birth message, keepalive with dead-peer detection, reconnection with
+jittered exponential backoff.
+
+One body of code for MicroPython (the ESP32) and CPython (the desk). Every
+network wait has a deadline, so a main loop that calls `maintain()` (or
+`poll()`) is not held up for longer than `op_timeout_ms`. The guarantees
+and their limits (name lookup, TLS handshake) are in docs/mqtt.md.
+
+    c = MQTTClient("node-7", "broker.example", will_topic="citynode/s1/node-7/status")
+    c.on_message = lambda topic, payload, retained, dup: print(topic, payload)
+    c.subscribe("citynode/s1/node-7/cmd", 1)
+    while True:
+        c.maintain()                      # connects when the backoff allows, else polls
+        c.publish("citynode/s1/node-7/water", b"...", qos=1)
+"""
+
+import select
+import socket
+from random import getrandbits
+
+try:
+    from time import ticks_add, ticks_diff, ticks_ms  # MicroPython
+except ImportError:  # CPython: a millisecond clock that never wraps
+    from time import monotonic
+
+    def ticks_ms():
+        return int(monotonic() * 1000)
+
+    def ticks_add(t, delta):
+        return t + delta
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+class MQTTError(OSError):
+    """A protocol failure: CONNECT refused, SUBSCRIBE refused, a malformed or
+    unexpected packet, a timeout, the peer gone, the queue full."""
+
+
+def _utf8(s):
+    """An MQTT string: two length bytes, then the bytes."""
+    if isinstance(s, str):
+        s = s.encode()
+    return bytes((len(s) >> 8, len(s) & 0xFF)) + s
+
+
+def _packet(first, body):
+    """Fixed header (type and flags, remaining length) + body."""
+    n = len(body)
+    head = bytearray((first,))
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        head.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(head) + body
+
+
+def _pid_bytes(pid):
+    return bytes((pid >> 8, pid & 0xFF))
+
+
+def _publish_packet(topic, payload, qos, retain, dup, pid):
+    first = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
+    return _packet(first, _utf8(topic) + (_pid_bytes(pid) if qos else b"") + payload)
+
+
+def _as_bytes(x):
+    return x.encode() if isinstance(x, str) else bytes(x)
+
+
+class MQTTClient:
+    BACKOFF_BASE_MS = 1000
+    BACKOFF_CAP_MS = 60000
+
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
+                 ssl_ca=None, server_hostname=None, will_topic=None, clean=True,
+                 op_timeout_ms=5000, max_pending=32, max_packet=4096):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive  # seconds; 0 turns keepalive off
+        self.ssl_ca = ssl_ca  # CA certificate, DER bytes; None for plain TCP
+        self.server_hostname = server_hostname  # name the certificate must carry; default host
+        self.will_topic = will_topic  # "<prefix>/status": will "offline", birth "online"
+        self.clean = clean
+        self.op_timeout_ms = op_timeout_ms
+        self.max_pending = min(max_pending, 60000)  # unacknowledged QoS 1 messages kept at most
+        self.max_packet = max_packet  # larger incoming PUBLISH packets are dropped
+        self.on_message = None  # on_message(topic, payload_bytes, retained, dup)
+        self.connected = False
+        self.session_present = False
+        self.last_error = None  # why the last connection failed or ended
+        self.dropped = 0  # incoming messages dropped for size
+        self.backoff_ms = 0  # the last delay chosen before a connection attempt
+        self._sock = None  # what we read and write (a TLS socket under TLS)
+        self._tsock = None  # what takes settimeout (the TCP socket under MicroPython TLS)
+        self._raw = None
+        self._poller = None
+        self._ctx = None
+        self._pid = 0
+        self._inflight = []  # [pid, topic, payload, retain, sent_before] in publish order
+        self._subs = []  # [topic, qos, acknowledged]: renewed after a reconnect without a session
+        self._suback = None
+        self._fails = 0
+        self._next = ticks_ms()
+        self._rx = self._tx = 0
+        self._ping_out = False
+
+    # ---- public API
+
+    def connect(self):
+        """Open the connection, send CONNECT, wait for CONNACK, publish the
+        birth message, resend unacknowledged QoS 1 messages and subscribe
+        again. Raises on failure (and schedules the next attempt)."""
+        self._close()
+        end = ticks_add(ticks_ms(), self.op_timeout_ms)
+        try:
+            self._open(end)
+            self._send(self._connect_packet(), end)
+            pkt = self._read(end)
+            if pkt is None or pkt[0] != 0x20 or len(pkt[1]) != 2:
+                raise MQTTError("expected CONNACK")
+            if pkt[1][1]:
+                raise MQTTError("connection refused, return code %d" % pkt[1][1])
+            self.session_present = bool(pkt[1][0] & 1)
+            self.connected = True
+            self._ping_out = False
+            self.last_error = None
+            self._after_connect(end)
+        except Exception as e:
+            self._close()
+            self.last_error = e
+            self._backoff()
+            raise
+        self._fails = 0
+
+    def disconnect(self):
+        """Publish "offline" (retained, QoS 0) to the status topic, send
+        DISCONNECT and close. Unacknowledged QoS 1 messages stay queued."""
+        if self.connected:
+            end = ticks_add(ticks_ms(), self.op_timeout_ms)
+            try:  # noqa: SIM105 - MicroPython has no contextlib
+                if self.will_topic:
+                    self._send(_publish_packet(_as_bytes(self.will_topic), b"offline", 0, True, 0, 0), end)
+                self._send(b"\xe0\x00", end)
+            except OSError:
+                pass
+        self._close()
+        self._next = ticks_ms()
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """QoS 0: sent now if connected, else dropped; returns None.
+        QoS 1: queued until PUBACK (sent now if connected, else at the next
+        connect); returns the packet id."""
+        topic = _as_bytes(topic)
+        payload = _as_bytes(payload)
+        if qos == 0:
+            if self.connected:
+                self._guard(self._send, _publish_packet(topic, payload, 0, retain, 0, 0))
+            return None
+        if qos != 1:
+            raise ValueError("qos must be 0 or 1")
+        if len(self._inflight) >= self.max_pending:
+            raise MQTTError("%d messages await PUBACK" % len(self._inflight))
+        entry = [self._new_pid(), topic, payload, retain, False]
+        self._inflight.append(entry)
+        if self.connected:
+            self._guard(self._send_entry, entry)
+        return entry[0]
+
+    def subscribe(self, topic, qos=1):
+        """Subscribe (QoS 0 or 1) and wait for SUBACK; remembered and
+        renewed after a reconnect without a session. Returns the granted QoS,
+        or None when not connected (it is sent at the next connect). Raises
+        MQTTError if the broker refuses the subscription."""
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        topic = _as_bytes(topic)
+        self._subs = [s for s in self._subs if s[0] != topic] + [[topic, qos, False]]
+        if not self.connected:
+            return None
+        granted = self._guard(self._subscribe, topic, qos)
+        if granted == 0x80:
+            raise MQTTError("subscription to %s refused" % topic.decode())
+        return granted
+
+    def poll(self):
+        """Handle what has arrived (messages, PUBACKs, PINGRESPs), send
+        PINGREQ when due, and close a connection whose broker has been
+        silent for 1.25 x keepalive. Returns within op_timeout_ms plus the
+        time spent in on_message; returns `connected`. Network failures
+        close the connection (see `last_error`), they are not raised."""
+        end = ticks_add(ticks_ms(), self.op_timeout_ms)
+        while self.connected and ticks_diff(end, ticks_ms()) > 0:
+            try:
+                if not self._readable():
+                    self._keepalive(end)
+                    break
+                msg = self._handle(self._read(end))
+            except (OSError, ValueError) as e:
+                self._lost(e)
+                break
+            if msg:
+                end = self._callback(msg, end)
+                try:
+                    self._ack(msg, end)
+                except (OSError, ValueError) as e:
+                    self._lost(e)
+        return self.connected
+
+    def pending(self):
+        """QoS 1 messages not yet acknowledged by the broker."""
+        return len(self._inflight)
+
+    def next_attempt_ms(self):
+        """Milliseconds until the backoff allows the next connection attempt."""
+        if self.connected:
+            return 0
+        return max(0, ticks_diff(self._next, ticks_ms()))
+
+    def maintain(self):
+        """Call often: polls while connected; otherwise tries to connect
+        when the backoff allows. Never raises for network failures; returns
+        `connected`."""
+        if self.connected:
+            return self.poll()
+        if self.next_attempt_ms() > 0:
+            return False
+        try:
+            self.connect()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    # ---- connection
+
+    def _open(self, end):
+        raw = None
+        err = MQTTError("no address for %s" % self.host)
+        for ai in socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM):
+            raw = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+            try:
+                raw.settimeout(self._left(end) / 1000)
+                raw.connect(ai[-1])
+                break
+            except OSError as e:
+                raw.close()
+                raw, err = None, e
+        if raw is None:
+            raise err
+        self._raw = self._sock = self._tsock = raw
+        if self.ssl_ca is not None:
+            if self._ctx is None:
+                import ssl
+
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cadata=self.ssl_ca)
+                self._ctx = ctx
+            raw.settimeout(self._left(end) / 1000)
+            s = self._ctx.wrap_socket(raw, server_hostname=self.server_hostname or self.host)
+            self._sock = s
+            self._tsock = s if hasattr(s, "settimeout") else raw
+        self._poller = select.poll()
+        self._poller.register(self._sock, select.POLLIN)
+        self._rx = self._tx = ticks_ms()
+
+    def _connect_packet(self):
+        flags = 0x02 if self.clean else 0
+        body = _utf8(self.client_id)
+        if self.will_topic:
+            flags |= 0x04 | 0x08 | 0x20  # will, will QoS 1, will retained
+            body += _utf8(self.will_topic) + _utf8(b"offline")
+        if self.user is not None:
+            flags |= 0x80
+            body += _utf8(self.user)
+            if self.password is not None:
+                flags |= 0x40
+                body += _utf8(self.password)
+        ka = self.keepalive
+        head = _utf8(b"MQTT") + bytes((4, flags, ka >> 8, ka & 0xFF))
+        return _packet(0x10, head + body)
+
+    def _after_connect(self, end):
+        if self.will_topic:
+            topic = _as_bytes(self.will_topic)
+            # An older birth still unacknowledged would only repeat this one.
+            self._inflight = [e for e in self._inflight if not (e[1] == topic and e[2] == b"online")]
+            self._inflight.insert(0, [self._new_pid(), topic, b"online", True, False])
+        for entry in list(self._inflight):
+            self._send_entry(entry, end)
+        for sub in list(self._subs):
+            if self.session_present and sub[2]:
+                continue  # a kept session keeps what the broker acknowledged
+            if self._subscribe(sub[0], sub[1], end) == 0x80:
+                self.last_error = MQTTError("subscription to %s refused" % sub[0].decode())
+
+    def _close(self):
+        for s in (self._sock, self._raw):
+            if s is not None:
+                try:  # noqa: SIM105 - MicroPython has no contextlib
+                    s.close()
+                except OSError:
+                    pass
+        self._sock = self._tsock = self._raw = self._poller = None
+        self.connected = False
+
+    def _lost(self, e):
+        self._close()
+        self.last_error = e
+        self._fails = 0
+        self._backoff()
+
+    def _backoff(self):
+        """Schedule the next attempt: base doubled per failure up to the cap,
+        +/- up to 25 % of random jitter."""
+        d = self.BACKOFF_BASE_MS
+        for _ in range(self._fails):
+            d *= 2
+            if d >= self.BACKOFF_CAP_MS:
+                d = self.BACKOFF_CAP_MS
+                break
+        d += d * (getrandbits(8) - 128) // 512
+        self._fails += 1
+        self.backoff_ms = d
+        self._next = ticks_add(ticks_ms(), d)
+
+    def _guard(self, fn, *args):
+        """Run a network step with its own deadline; a failure closes the
+        connection (and schedules the reconnection) instead of raising."""
+        try:
+            return fn(*(args + (ticks_add(ticks_ms(), self.op_timeout_ms),)))
+        except (OSError, ValueError) as e:
+            self._lost(e)
+            return None
+
+    # ---- packets out
+
+    def _new_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._find(self._pid) < 0:
+                return self._pid
+
+    def _find(self, pid):
+        for i in range(len(self._inflight)):
+            if self._inflight[i][0] == pid:
+                return i
+        return -1
+
+    def _send_entry(self, entry, end):
+        dup = entry[4]
+        entry[4] = True  # any later transmission is a retransmission
+        self._send(_publish_packet(entry[1], entry[2], 1, entry[3], dup, entry[0]), end)
+
+    def _subscribe(self, topic, qos, end):
+        pid = self._new_pid()
+        self._send(_packet(0x82, _pid_bytes(pid) + _utf8(topic) + bytes((qos,))), end)
+        self._suback = None
+        while self._suback is None or self._suback[0] != pid:
+            msg = self._handle(self._read(end))
+            if msg:
+                end = self._callback(msg, end)
+                if not self.connected:
+                    raise MQTTError("disconnected during SUBSCRIBE")
+                self._ack(msg, end)
+        granted = self._suback[1]
+        for sub in self._subs:
+            if sub[0] == topic:
+                sub[2] = granted != 0x80
+        if granted == 0x80:  # refused: not tried again
+            self._subs = [s for s in self._subs if s[0] != topic]
+        return granted
+
+    def _keepalive(self, end):
+        if not self.keepalive or not self.connected:
+            return
+        ka = self.keepalive * 1000
+        now = ticks_ms()
+        rx = ticks_diff(now, self._rx)
+        # PINGREQ after ka/2 of silence leaves the broker ka*3/4 to answer;
+        # polled every ka/4, a dead peer is closed within 1.5 x keepalive.
+        if rx >= ka + ka // 4:
+            raise MQTTError("broker silent for %d ms" % rx)
+        if ticks_diff(now, self._tx) >= ka // 2 or (rx >= ka // 2 and not self._ping_out):
+            self._send(b"\xc0\x00", end)
+            self._ping_out = True
+
+    # ---- packets in
+
+    def _handle(self, pkt):
+        """Act on one packet; returns a message to deliver, or None."""
+        if pkt is None:
+            return None
+        first, body = pkt
+        kind = first >> 4
+        if kind == 3:
+            qos = (first >> 1) & 3
+            if qos > 1:
+                raise MQTTError("QoS 2 PUBLISH received")
+            n = ((body[0] << 8) | body[1]) if len(body) > 1 else len(body)
+            i = 2 + n + (2 if qos else 0)
+            if len(body) < i:
+                raise MQTTError("malformed PUBLISH")
+            pid = ((body[i - 2] << 8) | body[i - 1]) if qos else 0
+            return (body[2:2 + n].decode(), body[i:], bool(first & 1), bool(first & 8), pid)
+        if kind == 4 and len(body) == 2:  # PUBACK
+            i = self._find((body[0] << 8) | body[1])
+            if i >= 0:
+                self._inflight.pop(i)
+        elif kind == 9 and len(body) >= 3:  # SUBACK
+            self._suback = ((body[0] << 8) | body[1], body[2])
+        elif first != 0xD0:  # PINGRESP needs nothing: its arrival is the point
+            raise MQTTError("unexpected packet 0x%02x" % first)
+        return None
+
+    def _callback(self, msg, end):
+        """Hand a message to on_message; the time spent there is added to
+        the deadline, which is returned."""
+        t0 = ticks_ms()
+        if self.on_message:
+            self.on_message(msg[0], msg[1], msg[2], msg[3])
+        return ticks_add(end, ticks_diff(ticks_ms(), t0))
+
+    def _ack(self, msg, end):
+        if msg[4] and self.connected:  # on_message may have disconnected
+            self._send(b"\x40\x02" + _pid_bytes(msg[4]), end)
+
+    def _read(self, end):
+        """One packet as (first byte, body); None for a PUBLISH too large to
+        keep, which is read through, acknowledged and counted in `dropped`."""
+        first = self._recv(1, end)[0]
+        n = shift = 0
+        while True:
+            b = self._recv(1, end)[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MQTTError("malformed remaining length")
+        if n <= self.max_packet:
+            body = self._recv(n, end) if n else b""
+            self._arrived()
+            return first, body
+        if first >> 4 != 3:
+            raise MQTTError("packet of %d bytes" % n)
+        head = self._recv(2, end)
+        head += self._recv(((head[0] << 8) | head[1]) + (2 if first & 6 else 0), end)
+        n -= len(head)
+        if n < 0:
+            raise MQTTError("malformed PUBLISH")
+        while n:
+            n -= len(self._recv(min(n, 256), end))
+        self._arrived()
+        self.dropped += 1
+        if first & 6:
+            self._send(b"\x40\x02" + head[-2:], end)
+        return None
+
+    def _arrived(self):
+        self._rx = ticks_ms()
+        self._ping_out = False
+
+    # ---- bounded socket operations
+
+    def _left(self, end):
+        left = ticks_diff(end, ticks_ms())
+        if left <= 0:
+            raise MQTTError("timed out")
+        return left
+
+    def _recv(self, n, end):
+        buf = b""
+        while len(buf) < n:
+            self._tsock.settimeout(self._left(end) / 1000)
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise MQTTError("connection closed by the broker")
+            buf += chunk
+        return buf
+
+    def _send(self, data, end):
+        mv = memoryview(data)
+        i = 0
+        while i < len(data):
+            self._tsock.settimeout(self._left(end) / 1000)
+            i += self._sock.send(mv[i:]) or 0
+        self._tx = ticks_ms()
+
+    def _readable(self):
+        pending = getattr(self._sock, "pending", None)  # CPython TLS: bytes already decrypted
+        if pending is not None and pending():
+            return True
+        return bool(self._poller.poll(0))
