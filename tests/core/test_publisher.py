@@ -1,0 +1,302 @@
+"""citynode.publisher with a fake MQTT client and a real outbox in /tmp.
+Plain test functions in the subset MicroPython shares with CPython, so
+tests/mp_runner.py runs them inside MicroPython too."""
+
+import binascii
+import json
+import os
+import time
+
+from citynode.core import Core
+from citynode.outbox import Outbox, decode, encode
+from citynode.publisher import Publisher, retained
+from citynode.ticks import Clock
+from tests.core.helpers import echo_for_mm
+
+SITE = "s1"
+NODE = "n7"
+PREFIX = "citynode/s1/n7/"
+TS = 1783987200
+
+_made = [0]
+
+
+class FakeClient:
+    """Enough of citynode.mqtt.MQTTClient for the publisher: a connected
+    flag, an in-flight table that fills until `ack()`, a record of every
+    publish, and a switch to refuse publishes outright."""
+
+    def __init__(self, connected=True, max_pending=32):
+        self.connected = connected
+        self.max_pending = max_pending
+        self.refuse = False
+        self.sent = []  # (topic, payload bytes, qos, retain)
+        self.inflight = 0
+        self.maintained = 0
+        self._pid = 0
+
+    def maintain(self):
+        self.maintained += 1
+        return self.connected
+
+    def pending(self):
+        return self.inflight
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        if self.refuse or (qos and self.inflight >= self.max_pending):
+            raise OSError("%d messages await PUBACK" % self.inflight)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        self.sent.append((topic, payload, qos, retain))
+        if not qos:
+            return None
+        self.inflight += 1
+        self._pid += 1
+        return self._pid
+
+    def ack(self):
+        self.inflight = 0
+
+    def seqs(self):
+        return [json.loads(p)["seq"] for _t, p, _q, _r in self.sent]
+
+
+def _folder():
+    """A new, unused folder name under /tmp."""
+    _made[0] += 1
+    return "/tmp/citynode-publisher-%d-%d-%s" % (
+        int(time.time()), _made[0], binascii.hexlify(os.urandom(4)).decode())
+
+
+def _remove_folder(folder):
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        os.remove(folder + "/" + name)
+    os.rmdir(folder)
+
+
+def _water(level):
+    return {"sensor": "street", "level_mm": level, "rate_mm_min": 0, "alert": "normal",
+            "state": "clear", "ts": TS}
+
+
+def _with(fn, connected=True, max_pending=32, budget=8, **box_args):
+    """Run `fn(publisher, client, outbox)` on a fresh outbox folder, removed afterwards."""
+    d = _folder()
+    try:
+        box = Outbox(d, **box_args)
+        client = FakeClient(connected, max_pending)
+        fn(Publisher(client, box, SITE, NODE, budget), client, box)
+    finally:
+        _remove_folder(d)
+
+
+def test_topics_json_and_seq_from_1():
+    def run(pub, client, box):
+        pub.publish(0, "water", _water(12))
+        pub.publish(0, "env", {"temp_c": 18.5, "humidity_pct": 62.5, "pressure_pa": 101210,
+                               "sound_mm_s": 342992, "ts": TS})
+        pub.publish(10, "event", {"kind": "alert", "sensor": "street", "alert": "watch", "was": "normal",
+                                  "level_mm": 50, "rate_mm_min": 3, "ts": TS + 1})
+        assert [t for t, _p, _q, _r in client.sent] == [PREFIX + "water", PREFIX + "env", PREFIX + "event"]
+        assert [q for _t, _p, q, _r in client.sent] == [1, 1, 1]
+        assert client.seqs() == [1, 2, 3]
+        body = client.sent[0][1]
+        assert b" " not in body  # compact separators
+        want = _water(12)
+        want["seq"] = 1
+        assert json.loads(body) == want
+        env = json.loads(client.sent[1][1])
+        assert env["temp_c"] == 18.5 and env["ts"] == TS and env["seq"] == 2
+        assert box.pending() == 0 and pub.published == 3 and pub.stored == 0
+        assert pub.seq == 3
+
+    _with(run)
+
+
+def test_retained_flags():
+    assert retained("status") and retained("bay/bay-01")
+    for suffix in ("event", "water", "env", "health", "bays", "status/x"):
+        assert not retained(suffix), suffix
+
+    def run(pub, client, box):
+        for topic in ("bay/bay-01", "status", "event", "water", "env", "health"):
+            pub.publish(0, topic, {"ts": TS})
+        flags = [(t[len(PREFIX):], r) for t, _p, _q, r in client.sent]
+        assert flags == [("bay/bay-01", True), ("status", True), ("event", False), ("water", False),
+                         ("env", False), ("health", False)]
+
+    _with(run)
+
+
+def test_disconnected_goes_to_the_outbox_then_out_in_order_before_new_ones():
+    def run(pub, client, box):
+        pub.publish(0, "bay/b1", {"state": "occupied", "ts": TS})
+        for i in range(4):
+            pub.publish(0, "water", _water(i))
+        assert client.sent == [] and box.pending() == 5 and pub.stored == 5
+        topic, body = decode(box.peek())
+        assert topic == PREFIX + "bay/b1" and json.loads(body)["seq"] == 1
+
+        pub.service()  # still down: nothing is sent, nothing leaves the outbox
+        assert client.sent == [] and box.pending() == 5
+
+        client.connected = True  # back, but the backlog has not gone yet
+        pub.publish(0, "water", _water(5))
+        assert client.sent == [] and box.pending() == 6  # the new one waits behind the backlog
+        assert pub.service() == 6
+        pub.publish(0, "event", {"kind": "fault", "sensor": "street", "fault": "no_echo", "active": True,
+                                 "ts": TS})
+        assert client.seqs() == [1, 2, 3, 4, 5, 6, 7]
+        assert [r for _t, _p, _q, r in client.sent] == [True] + [False] * 6  # retain kept from the outbox
+        assert [q for _t, _p, q, _r in client.sent] == [1] * 7
+        assert box.pending() == 0 and pub.published == 7
+
+    _with(run, connected=False)
+
+
+def test_service_sends_at_most_budget_records_per_call():
+    def run(pub, client, box):
+        for i in range(20):
+            pub.publish(0, "water", _water(i))
+        client.connected = True
+        sizes = []
+        while box.pending():
+            before = len(client.sent)
+            assert pub.service() == len(client.sent) - before
+            sizes.append(len(client.sent) - before)
+            client.ack()
+        assert sizes == [8, 8, 4]
+        assert client.maintained == 3
+        assert client.seqs() == list(range(1, 21))
+
+    _with(run, connected=False)
+
+
+def test_a_full_client_queue_sends_to_the_outbox_not_lost():
+    def run(pub, client, box):
+        for i in range(5):
+            pub.publish(0, "water", _water(i))
+        assert client.seqs() == [1, 2] and box.pending() == 3
+        assert pub.service() == 0 and box.pending() == 3  # still no room: stays stored
+        client.ack()
+        assert pub.service() == 2 and client.seqs() == [1, 2, 3, 4]
+        pub.publish(0, "water", _water(5))  # room, but the backlog comes first
+        assert box.pending() == 2
+        client.ack()
+        pub.service()
+        assert client.seqs() == [1, 2, 3, 4, 5, 6] and box.pending() == 0
+        assert pub.published == 6 and pub.lost == 0
+
+    _with(run, max_pending=2)
+
+
+def test_a_publish_the_client_refuses_is_stored_and_sent_later():
+    def run(pub, client, box):
+        client.refuse = True  # raises although its table looks free
+        pub.publish(0, "water", _water(1))
+        pub.publish(0, "event", {"kind": "fault", "sensor": "street", "fault": "x", "active": True, "ts": TS})
+        assert client.sent == [] and box.pending() == 2
+        assert pub.service() == 0 and box.pending() == 2
+        client.refuse = False
+        assert pub.service() == 2
+        assert client.seqs() == [1, 2] and pub.lost == 0
+
+    _with(run)
+
+
+def test_the_core_drives_the_publisher():
+    sensors = [{"id": "bay-01", "type": "bay_ultrasonic", "driver": "jsn-sr04t", "empty_mm": 2600},
+               {"id": "street", "type": "water", "driver": "jsn-sr04t", "mount_mm": 3500}]
+
+    def run(pub, client, box):
+        core = Core(sensors, Clock(TS, 0), pub.publish)
+        core.feed("bay-01", 0, {"echo_us": [echo_for_mm(2600)] * 3})
+        core.feed("street", 0, {"echo_us": [echo_for_mm(3500)] * 7})
+        core.feed("street", 10000, {"echo_us": [echo_for_mm(3500)] * 7})
+        topics = [t[len(PREFIX):] for t, _p, _q, _r in client.sent]
+        assert topics == ["bay/bay-01", "water"]
+        bay = json.loads(client.sent[0][1])
+        assert bay == {"state": "free", "ts": TS, "seq": 1}
+        water = json.loads(client.sent[1][1])
+        assert water["seq"] == 2 and water["ts"] == TS + 10 and water["sensor"] == "street"
+        assert [r for _t, _p, _q, r in client.sent] == [True, False]
+
+    _with(run)
+
+
+def test_seq_continues_above_every_number_given_after_a_restart():
+    d = _folder()
+    try:
+        client = FakeClient(max_pending=1000)
+        pub = Publisher(client, Outbox(d), SITE, NODE, seq_block=16)
+        for i in range(3):
+            pub.publish(0, "water", _water(i))
+        with open(d + "/seq") as f:
+            assert int(f.read()) == 17  # one write for the block 1..16
+        for i in range(14):
+            pub.publish(0, "water", _water(i))
+        assert pub.seq == 17
+        with open(d + "/seq") as f:
+            assert int(f.read()) == 33
+        # A reset: the new publisher starts past the whole block leased.
+        again = Publisher(FakeClient(), Outbox(d), SITE, NODE, seq_block=16)
+        assert again.seq == 32
+        again.publish(0, "water", _water(0))
+        assert again.client.seqs() == [33]
+        # RAM only: starts from 1 whatever is on flash.
+        ram = Publisher(FakeClient(), Outbox(d), SITE, NODE, seq_block=0)
+        ram.publish(0, "water", _water(0))
+        assert ram.client.seqs() == [1]
+    finally:
+        _remove_folder(d)
+
+
+def test_an_unreadable_record_is_skipped_and_counted():
+    def run(pub, client, box):
+        pub.publish(0, "water", _water(1))
+        box.append(b"no zero byte here")  # not an encoded message
+        box.append(encode(PREFIX + "bay/b2", b'{"state":"free","ts":1,"seq":3}'))
+        client.connected = True
+        assert pub.service() == 3
+        assert [t[len(PREFIX):] for t, _p, _q, _r in client.sent] == ["water", "bay/b2"]
+        assert client.sent[1][3] is True
+        assert pub.lost == 1 and box.pending() == 0
+
+    _with(run, connected=False)
+
+
+def test_counters_for_the_health_payload():
+    def run(pub, client, box):
+        for i in range(30):
+            pub.publish(0, "water", _water(i))
+        c = pub.counters()
+        assert c["seq"] == 30 and c["published"] == 0 and c["lost"] == 0 and c["in_flight"] == 0
+        assert c["dropped"] > 0  # a small outbox dropped its oldest segment
+        assert c["outbox_depth"] == box.pending() and c["dropped"] + c["outbox_depth"] == 30
+        client.connected = True
+        pub.service()
+        c = pub.counters()
+        assert c["published"] == 8 and c["in_flight"] == 8
+        assert c["outbox_depth"] == 30 - 8 - c["dropped"]
+
+    _with(run, connected=False, max_bytes=2048, segment_bytes=1024)
+
+
+def test_a_flash_failure_is_counted_not_raised():
+    class BrokenBox:
+        dropped = 0
+
+        def pending(self):
+            return 0
+
+        def append(self, data):
+            raise OSError("flash full")
+
+    client = FakeClient(connected=False)
+    pub = Publisher(client, BrokenBox(), SITE, NODE)
+    pub.publish(0, "water", _water(1))
+    assert pub.lost == 1 and pub.seq == 1

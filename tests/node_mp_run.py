@@ -1,0 +1,104 @@
+"""A whole node inside MicroPython, against a real broker: a recording drives
+the core, whose messages go through the publisher, the outbox and the MQTT
+client (tests/test_node_mqtt.py starts the broker and reads this output).
+
+    micropython node_mp_run.py PORT RECORDING OUTBOX_DIR [--site S] [--node N]
+        [--pace-ms MS] [--settle-s S] [--linger]
+
+Samples are taken as the simulated hardware layer takes them (a sample is
+handed to the core when the core wanted that sensor by then); after each
+one the publisher is serviced, then the script sleeps `--pace-ms`. At the
+end it services the publisher until the outbox and the client's in-flight
+table are empty (at most `--settle-s` seconds) and prints one line,
+`DONE {json}`: the publisher's counters, `settled`, and the sample counts.
+Then it disconnects, or with `--linger` keeps the connection alive until it
+is killed.
+"""
+
+import json
+import sys
+import time
+
+from citynode.config import check_sensors
+from citynode.core import Core
+from citynode.hal_sim import SimHal
+from citynode.mqtt import MQTTClient
+from citynode.outbox import Outbox
+from citynode.publisher import Publisher
+from citynode.recording import Reader
+from citynode.ticks import Clock
+
+HOST = "127.0.0.1"
+
+
+class Paced:
+    """Stands in for the core towards SimHal: feeds it, then runs one
+    main-loop turn (service the publisher, sleep)."""
+
+    def __init__(self, core, publisher, pace_ms):
+        self.core = core
+        self.due_at = core.due_at
+        self.publisher = publisher
+        self.pace_ms = pace_ms
+
+    def feed(self, sid, t, sample):
+        self.core.feed(sid, t, sample)
+        self.publisher.service()
+        if self.pace_ms:
+            time.sleep_ms(self.pace_ms)
+
+
+def options(argv):
+    opts = {"site": "test", "node": None, "pace-ms": 0, "settle-s": 20, "linger": False}
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--linger":
+            opts["linger"] = True
+        elif a.startswith("--") and a[2:] in opts:
+            i += 1
+            opts[a[2:]] = argv[i]
+        else:
+            rest.append(a)
+        i += 1
+    return rest, opts
+
+
+def main(argv):
+    (port, path, folder), opts = options(argv)
+    pace_ms = int(opts["pace-ms"])
+    reader = Reader(path)
+    sensors = reader.header["sensors"]
+    check_sensors(sensors)
+    site = opts["site"]
+    node = opts["node"] or reader.header["node"]
+    prefix = "citynode/%s/%s/" % (site, node)
+    client = MQTTClient("%s-%s" % (site, node), HOST, int(port), will_topic=prefix + "status",
+                        op_timeout_ms=2000)
+    box = Outbox(folder)
+    pub = Publisher(client, box, site, node)
+    core = Core(sensors, Clock(reader.header["start"], 0), pub.publish)
+    pub.service()  # the first connection attempt
+    hal = SimHal(reader)
+    hal.run(Paced(core, pub, pace_ms))
+
+    t0 = time.ticks_ms()
+    while box.pending() or client.pending() or not client.connected:
+        if time.ticks_diff(time.ticks_ms(), t0) > int(opts["settle-s"]) * 1000:
+            break
+        pub.service()
+        time.sleep_ms(5)
+    done = pub.counters()
+    done["settled"] = box.pending() == 0 and client.pending() == 0
+    done["stored"] = pub.stored
+    done.update(hal.stats())
+    print("DONE " + json.dumps(done))
+    if opts["linger"]:
+        while True:
+            pub.service()
+            time.sleep_ms(20)
+    client.disconnect()
+
+
+main(sys.argv[1:])

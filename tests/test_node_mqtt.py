@@ -1,0 +1,346 @@
+"""A whole node inside MicroPython (tests/node_mp_run.py: core, publisher,
+outbox, MQTT client) publishing a synthetic flood recording to a real
+Mosquitto, read back by a subscriber on the desk.
+
+What reaches the subscriber is checked against a CPython replay of the
+same recording: every message, in the same order, each with `seq` 1..N
+(first sightings), through a broker outage, with QoS 1 repeats allowed only
+as resends. The node reaches the broker through a relay (tests/test_mqtt.py)
+that records what it sends, so DUP flags and QoS are checked on the wire.
+
+The broker here keeps sessions across its restart (persistence on) and the
+subscriber uses a persistent session: what the broker has acknowledged to
+the node is then delivered to the subscriber even if the broker restarts
+first. Without that, messages acknowledged while the subscriber is away
+would be lost by the broker, which no node can prevent.
+"""
+
+import itertools
+import json
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from citynode.mqtt import MQTTClient
+from host_tools import mpy, replay, synth
+from tests.broker import HOST, Broker
+from tests.conftest import ROOT
+from tests.test_mqtt import Relay, publishes
+
+MAX_PENDING = 32  # MQTTClient's default in-flight table, which the node uses
+STORM_H = (16.0, 17.6)  # a slice of the flood event: the water rises past watch, warning, danger
+MORNING_H = (0.0, 0.5)
+OUTAGE_S = 2.0
+_ids = itertools.count(1)
+
+
+def unique(stem):
+    return "%s%d-%d" % (stem, os.getpid(), next(_ids))
+
+
+# ---- fixtures
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """The flood event (plain JSON Lines) and two slices of it."""
+    d = tmp_path_factory.mktemp("recordings")
+    day = d / "flood-event.jsonl"
+    synth.flood_event().write(day)
+    lines = day.read_text().splitlines()
+    out = {"day": day}
+    for name, (a, b) in (("storm", STORM_H), ("morning", MORNING_H)):
+        lo, hi = int(a * 3600000), int(b * 3600000)
+        kept = [ln for ln in lines[1:] if lo <= json.loads(ln)["t"] < hi]
+        out[name] = d / (name + ".jsonl")
+        out[name].write_text("\n".join([lines[0]] + kept) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def broker():
+    b = Broker()
+    store = b.dir / "store"
+    store.mkdir()
+    conf = b.conf.read_text()
+    assert "persistence false\n" in conf
+    b.conf.write_text(conf.replace("persistence false\n", "persistence true\npersistence_location %s/\n"
+                                   "max_queued_messages 100000\n" % store))
+    with b:
+        yield b
+
+
+# ---- the desk's side
+
+
+class Subscriber:
+    """A subscriber to `prefix#` at QoS 1 with a persistent session, pumped
+    by a thread; `got` holds (topic, payload, retained, dup) as they arrive.
+    `paused` stops it reading (the broker's messages wait unacknowledged)."""
+
+    def __init__(self, port, prefix):
+        self.prefix = prefix
+        self.got = []
+        self.client = MQTTClient(unique("sub"), HOST, port, clean=False, keepalive=30)
+        self.client.BACKOFF_BASE_MS = 100  # back soon after the broker is
+        self.client.BACKOFF_CAP_MS = 400
+        self.client.on_message = lambda t, p, r, d: self.got.append((t, p, r, d))
+        self.client.connect()
+        assert self.client.subscribe(prefix + "#", 1) == 1
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self.paused.is_set():
+                self.client.maintain()
+            time.sleep(0.002)
+
+    def data(self):
+        """The readings: (suffix, payload dict, dup), status aside."""
+        return [(t[len(self.prefix):], json.loads(p), d) for t, p, _r, d in list(self.got)
+                if t != self.prefix + "status"]
+
+    def first_seen(self):
+        seen = set()
+        for _s, p, _d in self.data():
+            seen.add(p["seq"])
+        return len(seen)
+
+    def status(self):
+        return [p for t, p, _r, _d in list(self.got) if t == self.prefix + "status"]
+
+    def wait(self, cond, timeout=10.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.01)
+        return cond()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.client.disconnect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def retained_status(port, prefix):
+    """What a newly arriving subscriber gets, retained, on the node's status."""
+    c = MQTTClient(unique("late"), HOST, port)
+    got = []
+    c.on_message = lambda t, p, r, d: got.append((p, r))
+    c.connect()
+    c.subscribe(prefix + "status", 1)
+    end = time.monotonic() + 3
+    while not got and time.monotonic() < end:
+        c.poll()
+        time.sleep(0.005)
+    c.disconnect()
+    return got[0] if got else None
+
+
+def start_node(port, recording, outbox, site, *extra):
+    env = {**os.environ, "MICROPYPATH": "firmware:.:.frozen"}
+    cmd = [mpy.micropython_binary(), "-X", "heapsize=256K", "tests/node_mp_run.py", str(port), str(recording),
+           str(outbox), "--site", site, *extra]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finish(proc, timeout=40):
+    """The node's DONE figures once it has exited."""
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("DONE ")]
+    assert lines, out
+    return json.loads(lines[-1][5:])
+
+
+def wire(relay, prefix):
+    """Every reading the node sent, connection by connection, in order:
+    (connection index, seq, dup, pid, qos, retain)."""
+    out = []
+    for i, conn in enumerate(relay.conns):
+        for p in publishes(bytes(conn.c2s)):
+            if p["topic"].startswith(prefix) and p["topic"] != prefix + "status":
+                out.append((i, json.loads(p["payload"])["seq"], p["dup"], p["pid"], p["qos"], p["retain"]))
+    return out
+
+
+def sent_count(conn):
+    """Readings sent so far on one live connection (its last packet may be partial)."""
+    for _ in range(20):
+        try:
+            return sum(1 for p in publishes(bytes(conn.c2s)) if not p["topic"].endswith("/status"))
+        except IndexError:
+            time.sleep(0.005)
+    raise AssertionError("cannot split the node's stream into packets")
+
+
+def check_same_as_replay(sub, reference):
+    """First sightings of `seq` run 1..N with no gap or reordering and carry
+    exactly the replay's messages; a repeat carries a seq already seen and the
+    same message. Returns the repeats as (seq, dup flag)."""
+    first = {}
+    order = []
+    repeats = []
+    for suffix, p, dup in sub.data():
+        seq = p["seq"]
+        if seq in first:
+            assert first[seq] == (suffix, p), "seq %d repeated with another message" % seq
+            repeats.append((seq, dup))
+        else:
+            first[seq] = (suffix, p)
+            order.append(seq)
+    want = list(range(1, len(reference) + 1))
+    if order != want:
+        bad = next(i for i in range(min(len(order), len(want)) + 1)
+                   if i >= len(order) or i >= len(want) or order[i] != want[i])
+        raise AssertionError("seq out of line at position %d: got %s, want %s (%d received, %d published)"
+                             % (bad, order[bad:bad + 5], want[bad:bad + 5], len(order), len(want)))
+    for seq, (_t, topic, payload) in zip(want, reference, strict=True):
+        suffix, p = first[seq]
+        p = dict(p)
+        del p["seq"]
+        assert (suffix, p) == (topic, payload), "seq %d: %r, the replay has %r" % (seq, (suffix, p),
+                                                                                   (topic, payload))
+    return repeats
+
+
+# ---- tests
+
+
+def test_a_day_of_readings_arrives_complete_in_order_with_seq(broker, recordings, tmp_path):
+    """The whole flood day, unpaced: every message the core publishes reaches
+    the subscriber once, seq 1..N, all at QoS 1, none retained, none resent."""
+    reference = replay.run(recordings["day"]).messages
+    site = unique("day")
+    prefix = "citynode/%s/street-demo-1/" % site
+    relay = Relay(broker.port)
+    try:
+        with Subscriber(broker.port, prefix) as sub:
+            done = finish(start_node(relay.port, recordings["day"], tmp_path / "outbox", site))
+            n = len(reference)
+            assert done["seq"] == n == done["published"] and done["settled"]
+            assert done["lost"] == 0 and done["dropped"] == 0 and done["outbox_depth"] == 0
+            assert sub.wait(lambda: sub.first_seen() >= n)
+            assert check_same_as_replay(sub, reference) == []
+            sent = wire(relay, prefix)
+            assert [s for _c, s, _d, _p, _q, _r in sent] == list(range(1, n + 1))
+            assert {(q, r, d) for _c, _s, d, _p, q, r in sent} == {(1, False, False)}
+            assert sub.status()[:1] == [b"online"] and sub.status()[-1] == b"offline"  # birth; clean end
+    finally:
+        relay.close()
+    print("day: %d messages, %d stored in the outbox on the way" % (n, done["stored"]))
+
+
+def test_a_broker_restart_loses_and_reorders_nothing(broker, recordings, tmp_path):
+    """Mid-storm the link first goes dark (sent, never acknowledged: the
+    node's in-flight table fills, later readings go to the outbox), then the
+    broker is stopped for OUTAGE_S and started again on the same port. The
+    subscriber still gets seq 1..N in order with the replay's messages;
+    repeats are resends of a seq already seen."""
+    reference = replay.run(recordings["storm"]).messages
+    n = len(reference)
+    site = unique("storm")
+    prefix = "citynode/%s/street-demo-1/" % site
+    relay = Relay(broker.port)
+    proc = None
+    try:
+        with Subscriber(broker.port, prefix) as sub:
+            proc = start_node(relay.port, recordings["storm"], tmp_path / "outbox", site, "--pace-ms", "12")
+            assert sub.wait(lambda: sub.first_seen() >= 100, timeout=15)
+            sub.paused.set()  # the broker's messages to it now wait unacknowledged
+            time.sleep(0.3)
+            conn = relay.conns[0]
+            relay.hold()
+            t_dark = time.monotonic()
+            # Held until the node stops sending: its in-flight table is full.
+            last, still = sent_count(conn), time.monotonic()
+            while time.monotonic() - still < 0.4 and time.monotonic() - t_dark < 5:
+                time.sleep(0.05)
+                now = sent_count(conn)
+                if now != last:
+                    last, still = now, time.monotonic()
+            held_s = time.monotonic() - t_dark
+            broker.stop()
+            t_down = time.monotonic()
+            relay.drop()
+            relay.release()
+            time.sleep(OUTAGE_S)
+            broker.start()
+            down_s = time.monotonic() - t_down
+            sub.paused.clear()
+            done = finish(proc)
+            assert done["seq"] == n == done["published"] and done["settled"], done
+            assert done["lost"] == 0 and done["dropped"] == 0 and done["stored"] > 0
+            assert sub.wait(lambda: sub.first_seen() >= n)
+            repeats = check_same_as_replay(sub, reference)
+        sent = wire(relay, prefix)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        relay.close()
+
+    # On the wire: all QoS 1, none retained; a seq sent again is a resend of
+    # the same packet id with DUP, and a first transmission has DUP 0.
+    assert {(q, r) for _c, _s, _d, _p, q, r in sent} == {(1, False)}
+    pid_of = {}
+    resent = []
+    for c, seq, dup, pid, _q, _r in sent:
+        if seq in pid_of:
+            assert dup and pid == pid_of[seq], (c, seq, dup, pid)
+            resent.append(seq)
+        else:
+            assert not dup, (c, seq)
+            pid_of[seq] = pid
+    assert sorted(pid_of) == list(range(1, n + 1))
+    # What the dark link swallowed was the full in-flight table, resent first
+    # on the next connection, in order.
+    assert len(resent) == MAX_PENDING and resent == sorted(resent)
+    reconnect = [s for c, s, _d, _p, _q, _r in sent if c == 1][:MAX_PENDING]
+    assert reconnect == resent
+    # A repeat at the subscriber is flagged DUP by the broker, or is a
+    # message the node itself resent.
+    for seq, dup in repeats:
+        assert dup or seq in resent, seq
+    flagged = sum(1 for _s, d in repeats if d)
+    print("storm: %d messages; link dark %.1f s then broker down %.1f s; %d stored in the outbox; "
+          "%d resent by the node with DUP; %d repeats at the subscriber (%d flagged DUP by the broker)"
+          % (n, held_s, down_s, done["stored"], len(resent), len(repeats), flagged))
+
+
+def test_a_killed_node_leaves_offline_on_status(broker, recordings, tmp_path):
+    site = unique("kill")
+    prefix = "citynode/%s/street-demo-1/" % site
+    with Subscriber(broker.port, prefix) as sub:
+        proc = start_node(broker.port, recordings["morning"], tmp_path / "outbox", site, "--linger")
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            line = proc.stdout.readline() if ready else ""
+            assert line.startswith("DONE "), line
+            done = json.loads(line[5:])
+            assert done["settled"] and done["seq"] > 0
+            assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+            assert retained_status(broker.port, prefix) == (b"online", True)
+            proc.send_signal(signal.SIGKILL)  # power gone: no DISCONNECT
+            proc.wait(timeout=5)
+            assert sub.wait(lambda: sub.status()[-1:] == [b"offline"], timeout=5)
+            assert retained_status(broker.port, prefix) == (b"offline", True)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=5)
+            proc.stdout.close()
