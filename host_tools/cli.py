@@ -143,6 +143,24 @@ def cmd_synth(args):
     return 0
 
 
+_SIM_EPILOG = """\
+examples:
+  citynode sim build/board1                # prints e.g. /dev/pts/5
+  mpremote connect /dev/pts/5 fs cp -r firmware/citynode :
+  mpremote connect /dev/pts/5 resume exec "import citynode.ticks"
+
+The board is MicroPython's unix port on a pseudo-terminal: mpremote's raw
+REPL, file copies and soft resets work as on an ESP32 (a soft reset starts a
+fresh interpreter and runs boot.py; power-up runs boot.py and main.py).
+FLASH is the folder that acts as its flash. See docs/virtual-board.md."""
+
+
+def cmd_sim(args):
+    from host_tools import vboard
+
+    return vboard.serve(args.flash, heap=args.heap)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="citynode", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -175,6 +193,13 @@ def build_parser():
     s.add_argument("--start", type=int, default=synth.DEFAULT_START,
                    help="start time, UTC epoch seconds (default: %(default)s, 2026-07-14 00:00)")
     s.set_defaults(func=cmd_synth)
+
+    v = sub.add_parser("sim", help="run a virtual board on a pseudo-terminal for mpremote",
+                       description="Run a virtual MicroPython board that mpremote can drive.",
+                       epilog=_SIM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("flash", metavar="FLASH", help="folder acting as the board's flash (made if missing)")
+    v.add_argument("--heap", default="256K", help="the interpreter's heap (default: %(default)s)")
+    v.set_defaults(func=cmd_sim)
     return p
 
 
