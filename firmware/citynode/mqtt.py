@@ -19,19 +19,9 @@ import select
 import socket
 from random import getrandbits
 
-try:
-    from time import ticks_add, ticks_diff, ticks_ms  # MicroPython
-except ImportError:  # CPython: a millisecond clock that never wraps
-    from time import monotonic
-
-    def ticks_ms():
-        return int(monotonic() * 1000)
-
-    def ticks_add(t, delta):
-        return t + delta
-
-    def ticks_diff(a, b):
-        return a - b
+from citynode.ticks import add as ticks_add
+from citynode.ticks import diff as ticks_diff
+from citynode.ticks import now_ms as ticks_ms
 
 
 class MQTTError(OSError):

@@ -1,14 +1,30 @@
 """Millisecond ticks that wrap, with MicroPython's `time.ticks_*` arithmetic.
 
-The core never reads a clock itself: every input comes with a tick value
+`now_ms` and `sleep_ms` are the runtime's clock and sleep, for the layers
+around the core (drivers, MQTT, the main loop). The core never reads a
+clock itself: every input comes with a tick value
 `t` (milliseconds, wrapping at 2**30 like `time.ticks_ms()` on the board),
 and intervals are taken with `diff`, so the same integers flow on the ESP32
 (where ints past 2**30 allocate) and on the desk.
 """
 
+import time
+
 PERIOD = 1 << 30
 MASK = PERIOD - 1
 HALF = PERIOD >> 1
+
+try:
+    now_ms = time.ticks_ms  # MicroPython
+    sleep_ms = time.sleep_ms
+except AttributeError:  # CPython on the desk
+
+    def now_ms():
+        """The millisecond clock, wrapping like the board's."""
+        return int(time.monotonic() * 1000) & MASK
+
+    def sleep_ms(ms):
+        time.sleep(ms / 1000)
 
 
 def ms(seconds):

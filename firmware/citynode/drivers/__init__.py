@@ -5,7 +5,7 @@ the desk: `const` (MicroPython folds it at compile time) and a millisecond
 sleep.
 """
 
-import time
+from citynode.ticks import sleep_ms  # noqa: F401 - shared with the drivers
 
 try:
     from micropython import const
@@ -13,11 +13,3 @@ except ImportError:  # CPython on the desk
 
     def const(x):
         return x
-
-
-try:
-    sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-
-    def sleep_ms(ms):
-        time.sleep(ms / 1000)

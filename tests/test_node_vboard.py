@@ -1,0 +1,280 @@
+"""The node's main loop (firmware/boot.py, main.py, citynode/node.py) on the
+virtual board, against a real Mosquitto.
+
+The flash holds exactly what would be copied to an ESP32: boot.py, main.py,
+the citynode package (.py), a recording as /rec.jsonl and /config.json.
+Power-up runs boot.py then main.py; a subscriber on the desk (the firmware's
+own MQTT client under CPython) reads what the node publishes, and that is
+compared with a CPython replay of the same recording.
+"""
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+
+from citynode import VERSION
+from citynode.node import check_config
+from host_tools import replay, synth
+from host_tools.vboard import VirtualBoard
+from tests.broker import HOST, Broker
+from tests.conftest import ROOT
+from tests.test_node_mqtt import Subscriber, retained_status, unique
+
+STORM_H = (16.0, 17.6)  # the water rises past watch, warning and danger: ~1150 samples
+HEALTH_S = 600
+HEALTH_FIELDS = {"uptime_s", "heap_free", "outbox_depth", "in_flight", "dropped", "lost", "published",
+                 "samples", "taken", "fw", "reset", "ts", "seq"}
+
+
+def _mpremote_binary():
+    here = Path(sys.executable).parent / "mpremote"
+    return str(here) if here.exists() else shutil.which("mpremote")
+
+
+MPREMOTE = _mpremote_binary()
+
+
+# ---- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with Broker() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def storm(tmp_path_factory):
+    """A slice of the synthetic flood event, as plain JSON Lines."""
+    lines = list(synth.flood_event().lines())
+    lo, hi = int(STORM_H[0] * 3600000), int(STORM_H[1] * 3600000)
+    kept = [ln for ln in lines[1:] if lo <= json.loads(ln)["t"] < hi]
+    path = tmp_path_factory.mktemp("rec") / "storm.jsonl"
+    path.write_text("\n".join([lines[0]] + kept) + "\n")
+    return path
+
+
+def make_flash(d, recording, config):
+    """A board's flash: boot.py, main.py, citynode/ (.py), /rec.jsonl, /config.json."""
+    d.mkdir()
+    fw = ROOT / "firmware"
+    shutil.copy(fw / "boot.py", d / "boot.py")
+    shutil.copy(fw / "main.py", d / "main.py")
+    shutil.copytree(fw / "citynode", d / "citynode", ignore=shutil.ignore_patterns("__pycache__", "examples"))
+    shutil.copy(recording, d / "rec.jsonl")
+    if config is not None:
+        (d / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    return d
+
+
+def node_config(port, site, sensors, **extra):
+    cfg = {"site": site, "node": "street-demo-1", "broker": {"host": HOST, "port": port, "keepalive": 30},
+           "sensors": sensors, "hal": {"kind": "sim", "recording": "/rec.jsonl", "speed": 0},
+           "outbox_dir": "/outbox", "health_s": HEALTH_S}
+    cfg.update(extra)
+    return cfg
+
+
+class Console:
+    """The board's port opened as a serial terminal; a thread keeps reading
+    it so the board's output never backs up."""
+
+    def __init__(self, port):
+        self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.fd, termios.TCSANOW)  # keep what the board printed before
+        self.buf = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 4096)
+                except OSError:
+                    return
+
+    def line(self, start, timeout):
+        """The first whole output line starting with `start`, or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for ln in self.buf.decode("utf-8", "replace").splitlines(keepends=True):
+                if ln.startswith(start) and ln.endswith("\n"):
+                    return ln.strip()
+            time.sleep(0.05)
+        return None
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self.fd)
+
+
+# ---- config checks (CPython, no board)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["broker"].update(port="1883"), "config.json: broker.port must be an integer"),
+    (lambda c: c["broker"].pop("host"), "config.json: broker.host must be a non-empty string"),
+    (lambda c: c.update(node="street/1"), "config.json: node must be letters, digits"),
+    (lambda c: c["hal"].update(speed=-1), "config.json: hal.speed must be a number, 0 or more"),
+    (lambda c: c["hal"].update(kind="esp32"), "config.json: hal.kind must be \"sim\""),
+    (lambda c: c["sensors"][0].update(pings=0),
+     "config.json: sensors: sensor street: field 'pings' must be above 0"),
+    (lambda c: c.update(sensors=[]), "config.json: sensors must be a non-empty list"),
+    (lambda c: c.update(brokr={}), "config.json: unknown field 'brokr'"),
+    (lambda c: c.update(health_s=0), "config.json: health_s must be a number above 0"),
+])
+def test_check_config_names_the_field(storm, change, message):
+    sensors = json.loads(storm.read_text().split("\n", 1)[0])["sensors"]
+    cfg = node_config(1883, "s1", sensors)
+    check_config(cfg)  # the unchanged config is valid
+    change(cfg)
+    with pytest.raises(ValueError) as e:
+        check_config(cfg)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+# ---- the node on the virtual board
+
+
+def test_power_up_publishes_the_replay_in_order_with_health(broker, storm, tmp_path):
+    """Power-up runs boot.py and main.py; the node publishes the recording's
+    messages: status `online` retained, seq 1..N without gap or reordering,
+    the same topics and payloads as the CPython replay (health aside), and
+    health payloads with every documented field."""
+    reference = replay.run(storm).messages
+    header = json.loads(storm.read_text().split("\n", 1)[0])
+    site = unique("vb")
+    prefix = "citynode/%s/street-demo-1/" % site
+    flash = make_flash(tmp_path / "flash", storm, node_config(broker.port, site, header["sensors"]))
+    with Subscriber(broker.port, prefix) as sub, VirtualBoard(flash) as board:
+        console = Console(board.port)
+        try:
+            done_line = console.line("citynode: recording done ", timeout=40)
+            assert done_line, console.buf.decode(errors="replace")
+            done = json.loads(done_line[len("citynode: recording done "):])
+            assert console.buf.startswith(b"citynode boot\n")  # boot.py ran first
+            assert done["settled"] and done["lost"] == 0 and done["dropped"] == 0, done
+            n = done["seq"]
+            assert n == len(reference) + done["health"], done
+            assert sub.wait(lambda: sub.first_seen() >= n, timeout=10), (sub.first_seen(), n)
+            time.sleep(0.5)  # nothing more may come
+            assert retained_status(broker.port, prefix) == (b"online", True)
+        finally:
+            console.close()
+        data = sub.data()
+        assert sub.status()[:1] == [b"online"]
+
+    # seq 1..N, first sightings, in order; a QoS 1 repeat only repeats.
+    first = {}
+    order = []
+    for suffix, p, _dup in data:
+        if p["seq"] in first:
+            assert first[p["seq"]] == (suffix, p)
+        else:
+            first[p["seq"]] = (suffix, p)
+            order.append(p["seq"])
+    assert order == list(range(1, n + 1))
+
+    stream = [first[s] for s in order]
+    health = [p for suffix, p in stream if suffix == "health"]
+    readings = [(suffix, {k: v for k, v in p.items() if k != "seq"})
+                for suffix, p in stream if suffix != "health"]
+    assert readings == [(topic, payload) for _t, topic, payload in reference]
+
+    assert len(health) == done["health"] >= 1
+    for h in health:
+        assert set(h) == HEALTH_FIELDS, h
+        assert h["fw"] == VERSION and h["reset"] == "unknown"  # the unix port has no reset_cause
+        assert isinstance(h["heap_free"], int) and h["heap_free"] > 0
+        assert h["dropped"] == 0 and h["lost"] == 0
+    # Every HEALTH_S of recording time, stamped like the readings.
+    start = header["start"]
+    assert [h["ts"] for h in health] == [start + int(STORM_H[0] * 3600) + HEALTH_S * (i + 1)
+                                         for i in range(len(health))]
+    assert [h["samples"] for h in health] == sorted(h["samples"] for h in health)
+    print("vboard node: %d messages (%d health), %d samples, %d taken"
+          % (n, len(health), done["samples"], done["taken"]))
+
+
+@pytest.mark.skipif(MPREMOTE is None, reason="mpremote not installed: run 'make setup'")
+@pytest.mark.parametrize("case", ["bad-field", "no-config"])
+def test_bad_config_is_safe_mode_and_the_board_stays_reachable(broker, storm, tmp_path, case):
+    """A config with a bad field: one line on the console, a retained
+    `safe_mode` status naming the field, then an idle loop that mpremote's
+    Ctrl-C interrupts. Without a config there is no broker to tell: the line
+    only, and the board is just as reachable."""
+    site = unique("safe")
+    prefix = "citynode/%s/street-demo-1/" % site
+    header = json.loads(storm.read_text().split("\n", 1)[0])
+    cfg = None
+    if case == "bad-field":
+        cfg = node_config(broker.port, site, header["sensors"])
+        cfg["hal"]["speed"] = "fast"
+    flash = make_flash(tmp_path / "flash", storm, cfg)
+    with VirtualBoard(flash) as board:
+        console = Console(board.port)
+        try:
+            line = console.line("citynode safe mode: ", timeout=15)
+        finally:
+            console.close()
+        if case == "bad-field":
+            assert line == ("citynode safe mode: config.json: hal.speed must be a number, 0 or more "
+                            "(1 = real time, 0 = as fast as possible)")
+            got = retained_status(broker.port, prefix)
+            assert got is not None and got[1] is True
+            status = json.loads(got[0])
+            assert status == {"state": "safe_mode", "reason": line[len("citynode safe mode: "):],
+                              "fw": VERSION}
+        else:
+            assert line == "citynode safe mode: config.json: cannot read /config.json"
+        assert not board.wait_booted(0.5)  # still idling, not crashed nor reset
+        boots = board.boots
+        p = subprocess.run([MPREMOTE, "connect", board.port, "resume", "exec", "print(7*6)"],
+                           capture_output=True, text=True, timeout=30, check=False)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        assert p.stdout.strip().splitlines()[-1] == "42"
+        assert board.boots == boots  # interrupted, not reset
+
+
+def test_the_same_loop_on_cpython_paced_by_speed(broker, storm, tmp_path):
+    """node.py on the desk: `speed` 250 paces 300 s of recording to about
+    1.2 s of wall time, and the readings are the replay's first ones."""
+    from citynode.node import Node
+
+    lines = storm.read_text().splitlines()
+    header = json.loads(lines[0])
+    first_t = json.loads(lines[1])["t"]
+    short = tmp_path / "short.jsonl"
+    kept = [ln for ln in lines[1:] if json.loads(ln)["t"] < first_t + 300000]
+    short.write_text("\n".join([lines[0]] + kept) + "\n")
+    reference = replay.run(short).messages
+    site = unique("cp")
+    cfg = node_config(broker.port, site, header["sensors"], outbox_dir=str(tmp_path / "outbox"), health_s=120)
+    cfg["hal"].update(recording=str(short), speed=250)
+    check_config(cfg)
+    with Subscriber(broker.port, "citynode/%s/street-demo-1/" % site) as sub:
+        node = Node(cfg)
+        t0 = time.monotonic()
+        done = node.run()
+        wall = time.monotonic() - t0
+        assert done["settled"] and done["health"] == 2 and done["seq"] == len(reference) + 2, done
+        assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+        node.client.disconnect()
+    last_t = max(json.loads(ln)["t"] for ln in short.read_text().splitlines()[1:] if '"s"' in ln)
+    assert (last_t - first_t) / 250 / 1000 - 0.05 <= wall < 5
+    got = [(s, {k: v for k, v in p.items() if k != "seq"}) for s, p, _d in sub.data() if s != "health"]
+    assert got == [(topic, payload) for _t, topic, payload in reference]
