@@ -110,7 +110,9 @@ def _vboard_boot(root, run_main, started, booted):
         def remove(self, path):
             return self.fs.remove(path)
         def rename(self, old, new):
-            return self.fs.rename(old, new)
+            # VfsPosix fails a rename of two absolute paths: give it both
+            # relative to the flash root, which names the same files.
+            return self.fs.rename(old.lstrip("/"), new.lstrip("/"))
         def rmdir(self, path):
             return self.fs.rmdir(path)
         def stat(self, path):

@@ -18,7 +18,6 @@ CPython (the desk).
 
 import gc
 import json
-import os
 
 from citynode import VERSION, ticks
 from citynode.config import _ID_CHARS, check_sensors
@@ -151,20 +150,6 @@ def _client(cfg, will):
                       will_topic=prefix + "status" if will else None)
 
 
-def flash_path(path):
-    """`path` relative to the current folder when that is the flash's root:
-    the same file, but MicroPython's unix port (the virtual board) fails an
-    os.rename whose two paths are both absolute, which the outbox and the
-    sequence lease use."""
-    try:
-        cwd = os.getcwd()
-    except (AttributeError, OSError):
-        return path
-    if cwd == "/" and path.startswith("/") and len(path) > 1:
-        return path[1:]
-    return path
-
-
 def reset_cause():
     """"power", "soft", "hard", "watchdog", "deepsleep" where the port
     says (an ESP32), else "unknown" (the unix port has no reset_cause)."""
@@ -204,7 +189,7 @@ class Node:
         self.reset = reset_cause()
         self.boot_ms = ticks_ms()
         self.client = _client(cfg, True)
-        self.outbox = Outbox(flash_path(cfg.get("outbox_dir", DEFAULTS["outbox_dir"])))
+        self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]))
         self.publisher = Publisher(self.client, self.outbox, cfg["site"], cfg["node"])
         self.reader = Reader(hal.get("recording", DEFAULTS["recording"]))
         if self.reader.parts:
