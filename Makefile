@@ -25,9 +25,7 @@ test: setup broker
 	$(PY) -m pytest -q
 
 demo: setup
-	@mkdir -p $(OUT)
-	$(VENV)/bin/citynode replay recordings/parking-day.jsonl.gz --report $(OUT)/parking-day.html
-	$(VENV)/bin/citynode replay recordings/flood-event.jsonl.gz --runtime micropython --report $(OUT)/flood-event.html
+	$(VENV)/bin/citynode demo --out $(OUT)/demo
 
 bench: setup
 	$(PY) -m host_tools.bench

@@ -161,6 +161,15 @@ def cmd_sim(args):
     return vboard.serve(args.flash, heap=args.heap)
 
 
+def cmd_demo(args):
+    from host_tools import demo
+
+    argv = ["--out", args.out] + (["--short"] if args.short else [])
+    argv += ["--broker", args.broker] if args.broker else []
+    argv += ["--speed", str(args.speed)] if args.speed is not None else []
+    return demo.main(argv)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="citynode", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,6 +209,19 @@ def build_parser():
     v.add_argument("flash", metavar="FLASH", help="folder acting as the board's flash (made if missing)")
     v.add_argument("--heap", default="256K", help="the interpreter's heap (default: %(default)s)")
     v.set_defaults(func=cmd_sim)
+
+    d = sub.add_parser("demo", help="two virtual nodes replaying recordings into a broker, live",
+                       description="Boot a parking node and a street node on virtual boards, provision "
+                                   "them with mpremote, replay bundled recordings through their firmware "
+                                   "into an embedded MQTT broker and show them live; ends with a summary "
+                                   "and HTML reports.")
+    d.add_argument("--broker", metavar="URL",
+                   help="use this broker (mqtt://host:port) instead of an embedded one")
+    d.add_argument("--short", action="store_true", help="short slices, plain progress lines (about 10 s)")
+    d.add_argument("--out", default="build/demo", help="folder for the boards' flash and the reports "
+                                                       "(default: %(default)s)")
+    d.add_argument("--speed", type=float, help="recording seconds per second (default: the demo's own)")
+    d.set_defaults(func=cmd_demo)
     return p
 
 

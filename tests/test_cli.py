@@ -19,7 +19,8 @@ def run_cli(*args):
 
 def test_top_level_help_lists_the_commands():
     out = run_cli("--help").stdout
-    assert "replay" in out and "synth" in out and "sim" in out
+    for command in ("replay", "synth", "sim", "demo"):
+        assert command in out
     assert "COMMAND --help" in out
 
 
@@ -27,6 +28,7 @@ def test_top_level_help_lists_the_commands():
     ("replay", ["--runtime", "--json", "--events", "--report", "--heap", "examples:", "FILE:LINE"]),
     ("synth", ["parking-day", "flood-event", "dry-week", "--seed", "docs/synthetic-models.md"]),
     ("sim", ["FLASH", "--heap", "mpremote connect", "soft reset"]),
+    ("demo", ["--broker", "--short", "--out", "--speed", "mpremote"]),
 ])
 def test_subcommand_help_explains_itself(command, words):
     out = run_cli(command, "--help").stdout

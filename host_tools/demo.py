@@ -1,0 +1,602 @@
+"""The demo: two virtual nodes, provisioned with mpremote, publishing to a broker.
+
+    python -m host_tools.demo                 # embedded broker, about a minute
+    python -m host_tools.demo --short         # small slices, about 10 s
+    python -m host_tools.demo --broker mqtt://127.0.0.1:1883
+
+What it does, as a newcomer would see it without a board:
+
+1. starts an MQTT broker in this process (amqtt, on a free loopback port),
+   unless `--broker` names one;
+2. powers up two virtual boards (host_tools.vboard) with empty flash: a
+   parking node and a street (flood) node, and provisions each with
+   `mpremote fs cp` (the citynode package, boot.py, main.py, config.json
+   and a slice of a bundled recording as /rec.jsonl), then power-cycles
+   them so boot.py and main.py run the node;
+3. subscribes to `citynode/<site>/+/#` and shows what arrives: bays, water
+   level and alert, status, health (a live table on a terminal, progress
+   lines otherwise);
+4. stops when both nodes have published what the CPython replay of their
+   slice gives (plus health), or a time limit passes; prints a summary and
+   writes an HTML report per slice;
+5. stops the boards and the broker, also after an error or a Ctrl-C.
+
+`run_demo(...)` does all of it and returns the summary; `main(argv)` is the
+command line.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from citynode.mqtt import MQTTClient
+from host_tools import replay, report
+from host_tools.vboard import VirtualBoard
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+SITE = "demo"
+HOST = "127.0.0.1"
+HEALTH_S = 300  # recording seconds between two health messages
+DEFAULT_SPEED = 250  # recording time runs this many times faster than real time
+
+# name: (bundled recording, hours of the day kept, hours in short mode, what it shows)
+SLICES = {
+    "parking": ("parking-day.jsonl.gz", (7.0, 9.5), (7.5, 8.0), "the morning rush on four bays"),
+    "flood": ("flood-event.jsonl.gz", (15.5, 18.0), (16.0, 17.6), "the storm: the street floods"),
+}
+SHORT_SPEED = 0  # short mode: as fast as the board goes
+
+
+class DemoError(Exception):
+    """The demo could not run; `str()` is one line for the user."""
+
+
+# ---- recording slices
+
+
+def make_slice(src, hours, dst):
+    """Write the part of recording `src` between `hours` (a, b) of its day
+    to `dst` as plain JSON Lines, with times counted from the slice's start
+    (the header's `start` moves with it, so every `ts` is unchanged). The
+    ground truth in force at the slice's start is kept, stamped at 0."""
+    lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
+    with gzip.open(src, "rt", encoding="utf-8") as f:
+        header = json.loads(f.readline())
+        before = {}
+        kept = []
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            t = rec["t"]
+            if t >= hi:
+                break
+            if t < lo:
+                if "truth" in rec:
+                    before[rec["truth"]] = rec
+                continue
+            rec["t"] = t - lo
+            kept.append(rec)
+    header["start"] = header["start"] + lo // 1000
+    header["duration_s"] = (hi - lo) // 1000
+    header["notes"] = "%s (hours %g to %g of the day)" % (header.get("notes", ""), hours[0], hours[1])
+    for rec in before.values():
+        rec["t"] = 0
+    with open(dst, "w", encoding="utf-8") as out:
+        for rec in [header] + list(before.values()) + kept:
+            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    samples = [r["t"] for r in kept if "s" in r]
+    return {"header": header, "samples": len(samples), "first": samples[0] if samples else 0,
+            "last": samples[-1] if samples else 0}
+
+
+def expected_health(info, health_s=HEALTH_S):
+    """Health messages a node sends over the slice: one each time the
+    recording passes the next multiple of `health_s` after its first sample."""
+    return (info["last"] - info["first"]) // (health_s * 1000)
+
+
+def node_config(name, header, host, port, speed):
+    return {"site": SITE, "node": header["node"],
+            "broker": {"host": host, "port": port, "keepalive": 30},
+            "sensors": header["sensors"],
+            "hal": {"kind": "sim", "recording": "/rec.jsonl", "speed": speed},
+            "outbox_dir": "/outbox", "health_s": HEALTH_S}
+
+
+# ---- the embedded broker
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedBroker:
+    """amqtt in a background thread with its own event loop, on loopback."""
+
+    def __init__(self, port=None):
+        self.host = HOST
+        self.port = port or free_port()
+        self._loop = None
+        self._broker = None
+        self._thread = None
+        self._ready = threading.Event()
+        self._error = None
+
+    def start(self, timeout=10.0):
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="demo-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            self.stop()
+            raise DemoError("the embedded MQTT broker did not start: %s" % (self._error or "timeout"))
+        return self
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except Exception as e:  # noqa: BLE001 - reported by start()
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self):
+        from amqtt.broker import Broker
+
+        config = {"listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (self.host, self.port)}},
+                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+        self._broker = Broker(config)
+        await self._broker.start()
+
+    def stop(self, timeout=5.0):
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        if self._broker is not None and loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop)
+            with contextlib.suppress(Exception):  # stopping anyway
+                fut.result(timeout)
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
+
+
+def parse_broker(url):
+    """mqtt://host:port -> (host, port)."""
+    u = urlparse(url if "://" in url else "mqtt://" + url)
+    if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+        raise DemoError("--broker must look like mqtt://HOST:PORT, not %r" % url)
+    try:
+        port = u.port or 1883
+    except ValueError:
+        raise DemoError("--broker: bad port in %r" % url) from None
+    return u.hostname, port
+
+
+# ---- what the subscriber sees
+
+
+class NodeView:
+    """What has arrived from one node."""
+
+    def __init__(self, name, node, expected):
+        self.name = name
+        self.node = node
+        self.expected = expected  # messages with a seq: replay + health
+        self.status = "-"
+        self.seqs = set()
+        self.received = 0  # every message with a seq, repeats included
+        self.out_of_order = 0
+        self.last_seq = 0
+        self.health = None
+        self.healths = 0
+        self.bays = {}
+        self.water = None
+        self.alerts = 0
+        self.occupancy_changes = 0
+        self.faults = 0
+        self.readings = []  # (suffix, payload without seq), first sightings, in order
+
+    def done(self):
+        return len(self.seqs) >= self.expected
+
+    def gaps(self):
+        top = max(self.seqs) if self.seqs else 0
+        return top - len(self.seqs)
+
+    def take(self, suffix, payload):
+        if suffix == "status":
+            self.status = payload.decode("utf-8", "replace")
+            with contextlib.suppress(ValueError, AttributeError):  # `online`, `offline` are not JSON
+                self.status = json.loads(self.status).get("state", self.status)
+            return
+        try:
+            p = json.loads(payload)
+        except ValueError:
+            return
+        seq = p.get("seq")
+        if not isinstance(seq, int):
+            return
+        self.received += 1
+        if seq in self.seqs:
+            return  # a QoS 1 repeat
+        if seq < self.last_seq:
+            self.out_of_order += 1
+        self.seqs.add(seq)
+        self.last_seq = max(self.last_seq, seq)
+        if suffix == "health":
+            self.health = p
+            self.healths += 1
+            return
+        self.readings.append((suffix, {k: v for k, v in p.items() if k != "seq"}))
+        if suffix.startswith("bay/"):
+            self.bays[suffix[4:]] = p.get("state")
+        elif suffix == "water":
+            self.water = p
+        elif suffix == "event":
+            kind = p.get("kind")
+            if kind == "alert":
+                self.alerts += 1
+            elif kind == "occupancy":
+                self.occupancy_changes += 1
+            elif kind == "fault":
+                self.faults += 1
+
+
+class Watcher:
+    """A CPython MQTTClient subscribed to citynode/<site>/+/#, pumped by a thread."""
+
+    def __init__(self, host, port, views):
+        self.views = {v.node: v for v in views}
+        self.lock = threading.Lock()
+        self.client = MQTTClient("demo-view-%d" % os.getpid(), host, port, keepalive=30)
+        self.client.BACKOFF_BASE_MS = 100
+        self.client.BACKOFF_CAP_MS = 500
+        self.client.on_message = self._on_message
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        try:
+            self.client.connect()
+            if self.client.subscribe("citynode/%s/+/#" % SITE, 1) != 1:
+                raise DemoError("the broker refused the subscription")
+        except OSError as e:
+            where = "%s:%d" % (self.client.host, self.client.port)
+            raise DemoError("cannot subscribe at %s: %s" % (where, e)) from None
+        self._thread = threading.Thread(target=self._run, name="demo-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # keep watching
+                self.client.maintain()
+            time.sleep(0.003)
+
+    def _on_message(self, topic, payload, _retained, _dup):
+        parts = topic.split("/", 3)
+        if len(parts) < 4:
+            return
+        view = self.views.get(parts[2])
+        if view is not None:
+            with self.lock:
+                view.take(parts[3], payload)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+
+
+# ---- the boards
+
+
+def _mpremote():
+    here = Path(sys.executable).parent / "mpremote"
+    found = str(here) if here.exists() else shutil.which("mpremote")
+    if found is None:
+        raise DemoError("mpremote is not installed: run 'make setup'")
+    return found
+
+
+def stage_firmware(dst):
+    """The citynode package as it goes to a board: sources only."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    skip = shutil.ignore_patterns("__pycache__", "examples", "*.pyc")
+    shutil.copytree(FIRMWARE / "citynode", dst, ignore=skip)
+    return dst
+
+
+def provision(port, package, config, recording, say, timeout=60):
+    """What a field technician does: copy the firmware, boot.py, main.py,
+    the config and the recording with mpremote (one connection)."""
+    steps = [["fs", "cp", "-r", str(package), ":"],
+             ["fs", "cp", str(FIRMWARE / "boot.py"), ":"],
+             ["fs", "cp", str(FIRMWARE / "main.py"), ":"],
+             ["fs", "cp", str(config), ":config.json"],
+             ["fs", "cp", str(recording), ":rec.jsonl"]]
+    cmd = [_mpremote(), "connect", port]
+    for i, step in enumerate(steps):
+        cmd += (["+"] if i else []) + step
+    say("mpremote connect %s %s" % (port, " + ".join(" ".join(s) for s in steps)))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DemoError("mpremote on %s took more than %d s" % (port, timeout)) from None
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
+        raise DemoError("mpremote on %s failed: %s" % (port, last))
+
+
+# ---- showing it
+
+
+def _bays_text(view):
+    return " ".join("%s:%s" % (b, s) for b, s in sorted(view.bays.items()))
+
+
+def _water_text(view):
+    w = view.water
+    if not w:
+        return "-"
+    return "%d mm, %+d mm/min, alert %s" % (w.get("level_mm", 0), w.get("rate_mm_min", 0), w.get("alert"))
+
+
+def _health_text(view):
+    h = view.health
+    if not h:
+        return "-"
+    heap = h.get("heap_free")
+    return "seq %s, outbox %s, in flight %s%s" % (h.get("seq"), h.get("outbox_depth"), h.get("in_flight"),
+                                                  ", heap %d" % heap if isinstance(heap, int) else "")
+
+
+def progress_line(views, elapsed):
+    parts = []
+    for v in views:
+        what = _bays_text(v) if v.bays else _water_text(v)
+        parts.append("%s %s %d/%d msgs, alerts %d, occupancy changes %d; %s"
+                     % (v.name, v.status, len(v.seqs), v.expected, v.alerts, v.occupancy_changes, what))
+    return "[%5.1fs] %s" % (elapsed, " | ".join(parts))
+
+
+def render_table(views, elapsed):
+    from rich.table import Table
+
+    table = Table(title="citynode demo: site %s, %.1f s" % (SITE, elapsed))
+    for col in ("node", "status", "messages", "state", "alerts", "health"):
+        table.add_column(col)
+    for v in views:
+        if v.bays:
+            marks = {"occupied": "[red]occupied[/red]", "free": "[green]free[/green]"}
+            state = "\n".join("%s %s" % (b, marks.get(s, s)) for b, s in sorted(v.bays.items()))
+        else:
+            state = _water_text(v)
+        table.add_row("%s\n%s" % (v.name, v.node), v.status, "%d/%d" % (len(v.seqs), v.expected), state,
+                      "alerts %d\noccupancy %d" % (v.alerts, v.occupancy_changes), _health_text(v))
+    return table
+
+
+# ---- the demo
+
+
+def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, console=None, timeout=None,
+             out=None):
+    """Run the whole demo; returns the summary dict (per node: expected,
+    received, last_seq, gaps, alerts, occupancy changes, the replay's
+    figures, the report path). `console` is a rich Console for the live
+    view (default: one on stdout when it is a terminal and not `short`;
+    without one, plain progress lines);
+    plain progress lines go to `out` (default stdout)."""
+    out = out or sys.stdout
+    t0 = time.monotonic()
+
+    def say(line):
+        print(line, file=out, flush=True)
+
+    if speed is None:
+        speed = SHORT_SPEED if short else DEFAULT_SPEED
+    target = parse_broker(broker_url) if broker_url else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    boards = {}
+    watcher = None
+    try:
+        # The slices and what the replay of each gives.
+        plan = {}
+        for name, (rec, hours, short_hours, what) in SLICES.items():
+            h = short_hours if short else hours
+            path = out_dir / ("%s.jsonl" % name)
+            info = make_slice(ROOT / "recordings" / rec, h, path)
+            result = replay.run(path)
+            plan[name] = {"path": path, "info": info, "result": result, "hours": h, "what": what,
+                          "expected": len(result.messages) + expected_health(info)}
+            say("%s: %s, %s hours %g-%g: %d samples; replay: %d messages + %d health"
+                % (name, info["header"]["node"], rec, h[0], h[1], info["samples"], len(result.messages),
+                   expected_health(info)))
+
+        if target:
+            host, port = target
+            say("broker: %s:%d" % (host, port))
+        else:
+            broker = EmbeddedBroker().start()
+            host, port = broker.host, broker.port
+            say("broker: embedded amqtt on mqtt://%s:%d" % (host, port))
+
+        views = [NodeView(n, p["info"]["header"]["node"], p["expected"]) for n, p in plan.items()]
+        watcher = Watcher(host, port, views).start()
+
+        # Boards with empty flash, provisioned in parallel.
+        package = stage_firmware(out_dir / "stage" / "citynode")
+        errors = []
+        for name, p in plan.items():
+            flash = out_dir / ("flash-%s" % name)
+            if flash.exists():
+                shutil.rmtree(flash)
+            flash.mkdir()
+            cfg = out_dir / ("%s-config.json" % name)
+            cfg.write_text(json.dumps(node_config(name, p["info"]["header"], host, port, speed), indent=1))
+            p["config"] = cfg
+            boards[name] = VirtualBoard(flash)
+            boards[name].start()
+            say("%s: virtual board on %s (empty flash %s)" % (name, boards[name].port, flash))
+
+        def _prov(name):
+            try:
+                provision(boards[name].port, package, plan[name]["config"], plan[name]["path"], say)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=_prov, args=(n,), daemon=True) for n in plan]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        if errors or any(t.is_alive() for t in threads):
+            raise errors[0] if errors else DemoError("provisioning did not finish")
+        for name, board in boards.items():
+            board.hard_reset()
+            say("%s: power cycle: boot.py, main.py" % name)
+        t_run = time.monotonic()
+
+        # Watch until every node has published everything, or the limit.
+        if timeout is None:
+            span_s = max(p["info"]["last"] - p["info"]["first"] for p in plan.values()) / 1000
+            timeout = (span_s / speed if speed else 0) + (25 if short else 45)
+        end = time.monotonic() + timeout
+        live = None
+        if console is None and not short and sys.stdout.isatty():
+            from rich.console import Console
+
+            console = Console()
+        if console is not None:
+            from rich.live import Live
+
+            live = Live(render_table(views, 0), console=console, refresh_per_second=4, transient=False)
+            live.start()
+        try:
+            last_line = 0.0
+            while time.monotonic() < end:
+                with watcher.lock:
+                    finished = all(v.done() for v in views)
+                    now = time.monotonic()
+                    if live is not None:
+                        live.update(render_table(views, now - t0))
+                    elif now - last_line >= 1.0 or finished:
+                        say(progress_line(views, now - t0))
+                        last_line = now
+                if finished:
+                    break
+                time.sleep(0.25)
+        finally:
+            if live is not None:
+                with watcher.lock:
+                    live.update(render_table(views, time.monotonic() - t0))
+                live.stop()
+        time.sleep(0.3)  # a repeat or a late status may still come
+        run_s = time.monotonic() - t_run
+
+        # Summary and reports.
+        summary = {"nodes": {}, "run_s": round(run_s, 1), "speed": speed, "short": short,
+                   "complete": all(v.done() for v in views)}
+        say("")
+        say("summary (%.1f s of publishing, speed %s):" % (run_s, speed or "max"))
+        with watcher.lock:
+            for v in views:
+                p = plan[v.name]
+                result = p["result"]
+                r_alerts = sum(1 for _t, p_ in result.events if p_.get("kind") == "alert")
+                r_occ = sum(1 for _t, p_ in result.events if p_.get("kind") == "occupancy")
+                path = report.write_report(result, out_dir / ("%s.html" % v.name))
+                same = v.readings == [(topic, payload) for _t, topic, payload in result.messages]
+                summary["nodes"][v.name] = {
+                    "node": v.node, "expected": v.expected, "received": len(v.seqs),
+                    "repeats": v.received - len(v.seqs),
+                    "last_seq": v.last_seq, "gaps": v.gaps(), "out_of_order": v.out_of_order,
+                    "health": v.healths, "alerts": v.alerts, "occupancy_changes": v.occupancy_changes,
+                    "status": v.status, "replay_messages": len(result.messages), "replay_alerts": r_alerts,
+                    "replay_occupancy_changes": r_occ, "same_as_replay": same, "report": str(path)}
+                say("  %-8s %-14s %d/%d messages (%d health), last seq %d, gaps %d, alerts %d (replay %d), "
+                    "occupancy changes %d (replay %d), stream %s the replay, status %s"
+                    % (v.name, v.node, len(v.seqs), v.expected, v.healths, v.last_seq, v.gaps(), v.alerts,
+                       r_alerts, v.occupancy_changes, r_occ, "equals" if same else "DIFFERS FROM", v.status))
+        if not summary["complete"]:
+            say("  not complete after %.0f s" % timeout)
+        say("reports:")
+        for name in plan:
+            say("  %s" % summary["nodes"][name]["report"])
+        return summary
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        for board in boards.values():
+            with contextlib.suppress(Exception):  # stop the others anyway
+                board.stop()
+        if broker is not None:
+            broker.stop()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m host_tools.demo",
+        description="Boot a parking node and a street (flood) node on virtual boards, provision them "
+                    "with mpremote, watch what they publish over MQTT, then print a summary and write HTML "
+                    "reports.")
+    parser.add_argument("--broker", metavar="URL",
+                        help="use this MQTT broker (mqtt://HOST:PORT) instead of starting one in-process")
+    parser.add_argument("--short", action="store_true",
+                        help="small recording slices at full speed, plain progress lines (about 10 s)")
+    parser.add_argument("--out", metavar="DIR", default="build/demo",
+                        help="where the flash folders, slices and reports go (default: build/demo)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="how many times faster than real time the recordings play (0 = as fast as the "
+                             "boards go; default %d, or 0 with --short)" % DEFAULT_SPEED)
+    args = parser.parse_args(argv)
+    if args.speed is not None and args.speed < 0:
+        parser.error("--speed must be 0 or more")
+    speed = args.speed
+    if speed is not None and speed == int(speed):
+        speed = int(speed)
+    try:
+        summary = run_demo(args.out, broker_url=args.broker, short=args.short, speed=speed)
+    except KeyboardInterrupt:
+        print("demo: interrupted; boards and broker stopped", file=sys.stderr)
+        return 130
+    except (DemoError, replay.ReplayError, OSError) as e:
+        print("demo: %s" % e, file=sys.stderr)
+        return 2
+    nodes = summary["nodes"].values()
+    ok = summary["complete"] and all(n["gaps"] == 0 and n["same_as_replay"] for n in nodes)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
