@@ -27,8 +27,9 @@ test: setup broker
 demo: setup
 	$(VENV)/bin/citynode demo --out $(OUT)/demo
 
-bench: setup
+bench: setup broker
 	$(PY) -m host_tools.bench
+	$(PY) -m host_tools.bench_node
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""citynode.mqtt against a real Mosquitto (tests/broker.py), with a relay
+"""citynode.mqtt against a real Mosquitto (host_tools/mosquitto.py), with a relay
 that records and breaks connections, on CPython and inside MicroPython.
 Each guarantee of docs/mqtt.md has a test here."""
 
@@ -17,7 +17,7 @@ import pytest
 from citynode import mqtt
 from citynode.mqtt import MQTTClient, MQTTError
 from host_tools import mpy
-from tests.broker import HOST, Broker, free_port, make_pki
+from host_tools.mosquitto import HOST, Broker, free_port, make_pki
 from tests.conftest import ROOT
 
 _ids = itertools.count(1)

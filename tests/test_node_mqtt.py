@@ -28,7 +28,7 @@ import pytest
 
 from citynode.mqtt import MQTTClient
 from host_tools import mpy, replay, synth
-from tests.broker import HOST, Broker
+from host_tools.mosquitto import HOST, Broker
 from tests.conftest import ROOT
 from tests.test_mqtt import Relay, publishes
 

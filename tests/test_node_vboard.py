@@ -25,8 +25,8 @@ import pytest
 from citynode import VERSION
 from citynode.node import check_config
 from host_tools import replay, synth
+from host_tools.mosquitto import HOST, Broker
 from host_tools.vboard import VirtualBoard
-from tests.broker import HOST, Broker
 from tests.conftest import ROOT
 from tests.test_node_mqtt import Subscriber, retained_status, unique
 

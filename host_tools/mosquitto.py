@@ -1,4 +1,4 @@
-"""A real Mosquitto broker for tests, on loopback only.
+"""A real Mosquitto broker on loopback only, for the tests and the benchmarks.
 
     with Broker() as b:                 # plain listener on b.port
         ...
