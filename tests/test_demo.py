@@ -85,12 +85,13 @@ def test_live_view_renders(tmp_path):
     broker = demo.EmbeddedBroker().start()
     try:
         screen = io.StringIO()
+        log = io.StringIO()
         console = Console(file=screen, force_terminal=True, width=160)
-        summary = demo.run_demo(out_dir=tmp_path, short=True, console=console, out=io.StringIO(),
+        summary = demo.run_demo(out_dir=tmp_path, short=True, console=console, out=log,
                                 broker_url="mqtt://%s:%d" % (broker.host, broker.port))
     finally:
         broker.stop()
-    assert summary["complete"]
+    assert summary["complete"], log.getvalue()
     shown = screen.getvalue()
     assert "citynode demo" in shown and "park-demo-1" in shown and "street-demo-1" in shown
 
