@@ -14,7 +14,6 @@ The unix port is a 64-bit build: its objects are up to twice the size of
 an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
 """
 
-import gzip
 import json
 import shutil
 import subprocess
@@ -46,10 +45,7 @@ def best(fn, rounds, clock=time.process_time):
 
 
 def _plain_copy(name, folder):
-    dst = Path(folder) / (name + ".jsonl")
-    with gzip.open(ROOT / "recordings" / (name + ".jsonl.gz"), "rb") as src, open(dst, "wb") as out:
-        shutil.copyfileobj(src, out)
-    return dst
+    return replay.plain_copy(ROOT / "recordings" / (name + ".jsonl.gz"), Path(folder) / (name + ".jsonl"))
 
 
 def _parse_only(path):

@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from citynode.mqtt import MQTTClient
-from host_tools import replay, report
+from host_tools import mpy, replay, report
 from host_tools.vboard import VirtualBoard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,11 +320,10 @@ class Watcher:
 
 
 def _mpremote():
-    here = Path(sys.executable).parent / "mpremote"
-    found = str(here) if here.exists() else shutil.which("mpremote")
-    if found is None:
-        raise DemoError("mpremote is not installed: run 'make setup'")
-    return found
+    try:
+        return mpy.mpremote_binary()
+    except mpy.ToolMissing as e:
+        raise DemoError(str(e)) from None
 
 
 def stage_firmware(dst):

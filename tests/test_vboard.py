@@ -4,7 +4,6 @@ command line in a subprocess against the board's pseudo-terminal."""
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,13 +17,7 @@ from host_tools import mpy
 from host_tools.vboard import RAW_PROMPT, SOFT_REBOOT, VirtualBoard, VirtualBoardError
 from tests.conftest import ROOT
 
-
-def _mpremote_binary():
-    here = Path(sys.executable).parent / "mpremote"
-    return str(here) if here.exists() else shutil.which("mpremote")
-
-
-MPREMOTE = _mpremote_binary()
+MPREMOTE = mpy.mpremote_binary()
 
 pytestmark = pytest.mark.skipif(MPREMOTE is None, reason="mpremote not installed: run 'make setup'")
 
