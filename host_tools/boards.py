@@ -1,0 +1,254 @@
+"""Board profiles: what a board is and where its sensors plug in.
+
+One TOML file per board in boards/ (docs/boards.md has the fields):
+
+    from host_tools import boards
+    b = boards.load("esp32-devkitc")         # or a path to a .toml file
+    b.chip, b.flash_offset                   # "esp32", 0x1000
+    boards.hal_config(b, sensors)            # the node config's "hal" part
+
+Every error is a BoardError naming the file and the field.
+"""
+
+import argparse
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+
+# The MicroPython image's offset in flash, per chip (Espressif's download
+# pages; the ESP32 keeps its second-stage bootloader at 0x1000).
+FLASH_OFFSETS = {"esp32": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0}
+VIRTUAL_CHIP = "unix"
+CHIPS = tuple(FLASH_OFFSETS) + (VIRTUAL_CHIP,)
+MPY_ARCHES = ("xtensawin", "rv32imc", "host")
+NETWORKS = ("wifi", "ethernet", "host")
+POWER = ("usb", "battery", "poe")
+MAX_GPIO = 48  # the ESP32-S3 has the most: GPIO0-48
+
+_TOP = ("title", "chip", "flash_offset", "mpy_arch", "network", "power", "deep_sleep", "i2c", "uart",
+        "ultrasonic", "ethernet")
+_I2C = ("id", "sda", "scl", "freq")
+_UART = ("id", "tx", "rx")
+_ULTRASONIC = ("trig", "echo")
+_ETHERNET = ("phy", "phy_addr", "mdc", "mdio", "power", "ref_clk")
+_RANGING_GPIO = ("hc-sr04", "jsn-sr04t")  # ranging drivers on a trigger and an echo pin
+
+
+class BoardError(ValueError):
+    """A board profile that cannot be used, or sensors a board cannot take."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    path: Path
+    title: str
+    chip: str
+    flash_offset: int | None
+    mpy_arch: str
+    network: str
+    power: str
+    deep_sleep: bool
+    i2c: dict | None
+    uart: dict | None
+    ultrasonic: dict | None
+    ethernet: dict | None
+
+    @property
+    def virtual(self):
+        return self.chip == VIRTUAL_CHIP
+
+
+def _check_fields(where, table, allowed, required):
+    for key in table:
+        if key not in allowed:
+            raise BoardError("%s: unknown field '%s' (allowed: %s)" % (where, key, ", ".join(allowed)))
+    for key in required:
+        if key not in table:
+            raise BoardError("%s: field '%s' is missing" % (where, key))
+
+
+def _gpio(where, v):
+    if type(v) is not int or not 0 <= v <= MAX_GPIO:
+        raise BoardError("%s must be a GPIO number, 0 to %d" % (where, MAX_GPIO))
+
+
+def _section(where, data, key, allowed, required, pins):
+    table = data.get(key)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise BoardError("%s: [%s] must be a table" % (where, key))
+    _check_fields("%s: [%s]" % (where, key), table, allowed, required)
+    for pin in pins:
+        if pin in table:
+            _gpio("%s: %s.%s" % (where, key, pin), table[pin])
+    return dict(table)
+
+
+def _choice(where, data, key, choices):
+    v = data.get(key)
+    if v not in choices:
+        raise BoardError("%s: %s must be one of %s, not %r" % (where, key, ", ".join(choices), v))
+    return v
+
+
+def parse(path):
+    """The Board in TOML file `path`, checked field by field."""
+    path = Path(path)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise BoardError("%s: cannot read: %s" % (where, e.strerror)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise BoardError("%s: not valid TOML: %s" % (where, e)) from None
+    _check_fields(where, data, _TOP, ("title", "chip", "mpy_arch", "network", "power", "deep_sleep"))
+    chip = _choice(where, data, "chip", CHIPS)
+    offset = data.get("flash_offset")
+    if chip == VIRTUAL_CHIP:
+        if offset is not None:
+            raise BoardError("%s: a virtual board has no flash_offset" % where)
+    elif offset != FLASH_OFFSETS[chip]:
+        raise BoardError("%s: flash_offset must be 0x%x for %s (MicroPython's image offset), not %s" % (
+            where, FLASH_OFFSETS[chip], chip, "missing" if offset is None else hex(offset)))
+    if type(data["deep_sleep"]) is not bool:
+        raise BoardError("%s: deep_sleep must be true or false" % where)
+    network = _choice(where, data, "network", NETWORKS)
+    i2c = _section(where, data, "i2c", _I2C, ("id", "sda", "scl"), ("sda", "scl"))
+    uart = _section(where, data, "uart", _UART, _UART, ("tx", "rx"))
+    eth = _section(where, data, "ethernet", _ETHERNET, ("phy", "phy_addr", "mdc", "mdio"),
+                   ("mdc", "mdio", "power", "ref_clk"))
+    us = _section(where, data, "ultrasonic", _ULTRASONIC, _ULTRASONIC, ())
+    if us is not None:
+        for key in _ULTRASONIC:
+            if not isinstance(us[key], list):
+                raise BoardError("%s: ultrasonic.%s must be a list of GPIO numbers" % (where, key))
+            for i, pin in enumerate(us[key]):
+                _gpio("%s: ultrasonic.%s[%d]" % (where, key, i), pin)
+        if len(us["trig"]) != len(us["echo"]):
+            raise BoardError("%s: ultrasonic.trig and ultrasonic.echo must be the same length" % where)
+    if (network == "ethernet") != (eth is not None):
+        raise BoardError("%s: [ethernet] is needed exactly when network = \"ethernet\"" % where)
+    if chip != VIRTUAL_CHIP and (i2c is None or uart is None or us is None):
+        raise BoardError("%s: an %s board needs [i2c], [uart] and [ultrasonic]" % (where, chip))
+    return Board(name=path.stem, path=path, title=data["title"], chip=chip, flash_offset=offset,
+                 mpy_arch=_choice(where, data, "mpy_arch", MPY_ARCHES), network=network,
+                 power=_choice(where, data, "power", POWER), deep_sleep=data["deep_sleep"], i2c=i2c,
+                 uart=uart, ultrasonic=us, ethernet=eth)
+
+
+def names():
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+
+
+def load(name):
+    """A bundled board by name (`esp32-devkitc`) or a profile by path."""
+    path = Path(name)
+    if path.suffix == ".toml":
+        return parse(path)
+    if name not in names():
+        raise BoardError("no board profile '%s' (boards: %s)" % (name, ", ".join(names())))
+    return parse(BOARDS_DIR / (name + ".toml"))
+
+
+def all_boards():
+    return [load(n) for n in names()]
+
+
+def hal_config(board, sensors):
+    """The node config's `hal` for `sensors` on `board`: GPIO ultrasonic
+    sensors take the board's trigger/echo pairs in order, an A02YYUW the
+    UART, the BME280 and the QMC5883L the I2C bus (one of each: their
+    addresses are fixed)."""
+    if board.virtual:
+        return {"kind": "sim"}
+    pins = {}
+    slot = 0
+    uart_user = None
+    on_i2c = {}
+    for s in sensors:
+        sid, kind = s["id"], s["type"]
+        if kind in ("bay_ultrasonic", "water"):
+            driver = s.get("driver", "hc-sr04")
+            if driver in _RANGING_GPIO:
+                if slot >= len(board.ultrasonic["trig"]):
+                    raise BoardError("sensor %s: %s has trigger/echo pins for %d ultrasonic sensors" % (
+                        sid, board.name, slot))
+                pins[sid] = {"trig": board.ultrasonic["trig"][slot], "echo": board.ultrasonic["echo"][slot]}
+                slot += 1
+            elif uart_user is not None:
+                raise BoardError("sensor %s: %s has one UART for ranging, taken by %s" % (
+                    sid, board.name, uart_user))
+            else:
+                uart_user = sid
+        else:
+            part = "qmc5883l" if kind == "bay_magnetic" else "bme280"
+            if part in on_i2c:
+                raise BoardError("sensor %s: one %s per I2C bus (fixed address), taken by %s" % (
+                    sid, part.upper(), on_i2c[part]))
+            on_i2c[part] = sid
+    hal = {"kind": "esp32", "pins": pins}
+    if on_i2c:
+        hal["i2c"] = dict(board.i2c)
+    if uart_user is not None:
+        hal["uart"] = dict(board.uart)
+    return hal
+
+
+# ---- `citynode boards`
+
+_EPILOG = """\
+examples:
+  citynode boards                     # the bundled profiles
+  citynode boards esp32-poe           # one profile in full
+  citynode boards my-board.toml       # check a profile of your own
+
+A profile names the chip, the MicroPython image's flash offset (0x1000 on the
+ESP32, 0x0 on the S3 and C3), the .mpy architecture, the network, the I2C
+and UART buses and the trigger/echo pins ultrasonic sensors take in order.
+The fields are in docs/boards.md."""
+
+
+def _pins(table):
+    return " ".join("%s=%s" % kv for kv in table.items()) if table else "-"
+
+
+def describe(b):
+    lines = ["%s: %s" % (b.name, b.title),
+             "  chip          %s" % b.chip,
+             "  image offset  %s" % ("-" if b.flash_offset is None else "0x%x" % b.flash_offset),
+             "  .mpy arch     %s" % b.mpy_arch,
+             "  network       %s" % b.network,
+             "  power         %s, deep sleep %s" % (b.power, "yes" if b.deep_sleep else "no"),
+             "  i2c           %s" % _pins(b.i2c),
+             "  uart          %s" % _pins(b.uart)]
+    if b.ultrasonic:
+        pairs = zip(b.ultrasonic["trig"], b.ultrasonic["echo"], strict=True)
+        lines.append("  ultrasonic    " + ", ".join("trig %d/echo %d" % p for p in pairs))
+    if b.ethernet:
+        lines.append("  ethernet      %s" % _pins(b.ethernet))
+    return lines
+
+
+def cmd_boards(args):
+    if args.board:
+        print("\n".join(describe(load(args.board))))
+        return 0
+    print("%-20s %-8s %-7s %-9s %-6s %s" % ("BOARD", "CHIP", "OFFSET", "NETWORK", "SLEEP", "TITLE"))
+    for b in all_boards():
+        print("%-20s %-8s %-7s %-9s %-6s %s" % (
+            b.name, b.chip, "-" if b.flash_offset is None else "0x%x" % b.flash_offset, b.network,
+            "yes" if b.deep_sleep else "no", b.title))
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("boards", help="list the board profiles, or show and check one",
+                       description="List the bundled board profiles (boards/*.toml), or show one in full. "
+                                   "A profile given as a path is checked field by field.",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("board", nargs="?", help="a board name (see the list) or a path to a .toml profile")
+    p.set_defaults(func=cmd_boards)
