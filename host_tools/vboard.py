@@ -56,6 +56,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 # relay removes both from what the host sees.
 _STARTED = b"\x00\x00vboard:started\x00\x00"
 _BOOTED = b"\x00\x00vboard:booted\x00\x00"
+_RESET = b"\x00\x00vboard:reset\x00\x00"  # boot.py/main.py ended in SystemExit: a soft reset
 
 CTRL_A = b"\x01"
 CTRL_C = 0x03
@@ -79,7 +80,7 @@ _HEAP_RE = re.compile(r"^[0-9]+[wW]?[kKmM]?$")
 # prints the booted marker. A KeyboardInterrupt while mounting is remembered
 # and skips the boot scripts, so a Ctrl-C sent at any moment still lands.
 _STARTUP = """\
-def _vboard_boot(root, run_main, started, booted):
+def _vboard_boot(root, run_main, started, booted, reset):
     import io, os, sys
     sys.stdout.write(started)
     import vfs
@@ -126,6 +127,7 @@ def _vboard_boot(root, run_main, started, booted):
             if line and not line.startswith('  File "<stdin>"'):
                 print(line)
     interrupted = False
+    marker = booted
     try:
         while True:
             try:
@@ -149,13 +151,14 @@ def _vboard_boot(root, run_main, started, booted):
             try:
                 execfile(name, globals())
             except SystemExit:
+                marker = reset
                 return
             except BaseException as e:
                 report(e)
                 return
     finally:
-        sys.stdout.write(booted)
-_vboard_boot(%r, %s, %r, %r)
+        sys.stdout.write(marker)
+_vboard_boot(%r, %s, %r, %r, %r)
 del _vboard_boot
 """
 
@@ -331,7 +334,8 @@ class VirtualBoard:
         REPL once booted (boot.py only, as after a raw-REPL soft reset)."""
         termios.tcflush(self._board_s, termios.TCIFLUSH)
         termios.tcsetattr(self._board_s, termios.TCSANOW, self._board_attrs)
-        code = _STARTUP % (str(self.flash_dir), bool(run_main), _STARTED.decode(), _BOOTED.decode())
+        code = _STARTUP % (str(self.flash_dir), bool(run_main), _STARTED.decode(), _BOOTED.decode(),
+                           _RESET.decode())
         self._state = _STARTING
         self._raw_boot = raw
         self._booted.clear()
@@ -385,6 +389,7 @@ class VirtualBoard:
         self._state = _STARTING
         self._raw_boot = False
         self._pending = b""
+        self._reset_asked = False
 
     def _relay(self):
         try:
@@ -422,6 +427,10 @@ class VirtualBoard:
             self._read_board()
             self._flush_output()
             self._restart(raw=False, soft=False)
+        elif self._reset_asked:
+            self._reset_asked = False
+            self._kill_child()
+            self._restart(raw=False, soft=True)
         elif self._child is not None and self._child.poll() is not None:
             self._read_board()  # what it said last ("OK", a traceback)
             self._restart(raw=self._mode == "raw", soft=True)
@@ -481,8 +490,16 @@ class VirtualBoard:
                 break
             token = {_STARTING: _STARTED, _AWAIT_RAW: RAW_PROMPT}.get(self._state, _BOOTED)
             i = buf.find(token)
+            if token == _BOOTED:
+                j = buf.find(_RESET)
+                if j >= 0 and (i < 0 or j < i):  # sys.exit() or soft_reset() in boot.py/main.py
+                    out += buf[:j]
+                    self._reset_asked = True
+                    break
             if i < 0:
                 keep = _partial_suffix(buf, token)
+                if token == _BOOTED:
+                    keep = max(keep, _partial_suffix(buf, _RESET))
                 if self._state != _AWAIT_RAW:
                     out += buf[:len(buf) - keep]
                 self._pending = buf[len(buf) - keep:]

@@ -1,6 +1,6 @@
 """A whole node inside MicroPython (tests/node_mp_run.py: core, publisher,
 outbox, MQTT client) publishing a synthetic flood recording to a real
-Mosquitto, read back by a subscriber on the desk.
+Mosquitto, read back by a paho-mqtt subscriber on the desk.
 
 What reaches the subscriber is checked against a CPython replay of the
 same recording: every message, in the same order, each with `seq` 1..N
@@ -15,33 +15,25 @@ first. Without that, messages acknowledged while the subscriber is away
 would be lost by the broker, which no node can prevent.
 """
 
-import itertools
 import json
 import os
 import select
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
-from citynode.mqtt import MQTTClient
 from host_tools import mpy, replay, synth
-from host_tools.mosquitto import HOST, Broker
+from host_tools.mosquitto import Broker
 from tests.conftest import ROOT
+from tests.paho_subscriber import Subscriber, retained_status, unique
 from tests.test_mqtt import Relay, publishes
 
-MAX_PENDING = 32  # MQTTClient's default in-flight table, which the node uses
+MAX_PENDING = 32  # citynode.mqtt.MQTTClient's default in-flight table, which the node uses
 STORM_H = (16.0, 17.6)  # a slice of the flood event: the water rises past watch, warning, danger
 MORNING_H = (0.0, 0.5)
 OUTAGE_S = 2.0
-_ids = itertools.count(1)
-
-
-def unique(stem):
-    return "%s%d-%d" % (stem, os.getpid(), next(_ids))
-
 
 # ---- fixtures
 
@@ -76,78 +68,6 @@ def broker():
 
 
 # ---- the desk's side
-
-
-class Subscriber:
-    """A subscriber to `prefix#` at QoS 1 with a persistent session, pumped
-    by a thread; `got` holds (topic, payload, retained, dup) as they arrive.
-    `paused` stops it reading (the broker's messages wait unacknowledged)."""
-
-    def __init__(self, port, prefix):
-        self.prefix = prefix
-        self.got = []
-        self.client = MQTTClient(unique("sub"), HOST, port, clean=False, keepalive=30)
-        self.client.BACKOFF_BASE_MS = 100  # back soon after the broker is
-        self.client.BACKOFF_CAP_MS = 400
-        self.client.on_message = lambda t, p, r, d: self.got.append((t, p, r, d))
-        self.client.connect()
-        assert self.client.subscribe(prefix + "#", 1) == 1
-        self.paused = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            if not self.paused.is_set():
-                self.client.maintain()
-            time.sleep(0.002)
-
-    def data(self):
-        """The readings: (suffix, payload dict, dup), status aside."""
-        return [(t[len(self.prefix):], json.loads(p), d) for t, p, _r, d in list(self.got)
-                if t != self.prefix + "status"]
-
-    def first_seen(self):
-        seen = set()
-        for _s, p, _d in self.data():
-            seen.add(p["seq"])
-        return len(seen)
-
-    def status(self):
-        return [p for t, p, _r, _d in list(self.got) if t == self.prefix + "status"]
-
-    def wait(self, cond, timeout=10.0):
-        end = time.monotonic() + timeout
-        while not cond() and time.monotonic() < end:
-            time.sleep(0.01)
-        return cond()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.client.disconnect()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def retained_status(port, prefix):
-    """What a newly arriving subscriber gets, retained, on the node's status."""
-    c = MQTTClient(unique("late"), HOST, port)
-    got = []
-    c.on_message = lambda t, p, r, d: got.append((p, r))
-    c.connect()
-    c.subscribe(prefix + "status", 1)
-    end = time.monotonic() + 3
-    while not got and time.monotonic() < end:
-        c.poll()
-        time.sleep(0.005)
-    c.disconnect()
-    return got[0] if got else None
 
 
 def start_node(port, recording, outbox, site, *extra):

@@ -3,8 +3,8 @@ virtual board, against a real Mosquitto.
 
 The flash holds exactly what would be copied to an ESP32: boot.py, main.py,
 the citynode package (.py), a recording as /rec.jsonl and /config.json.
-Power-up runs boot.py then main.py; a subscriber on the desk (the firmware's
-own MQTT client under CPython) reads what the node publishes, and that is
+Power-up runs boot.py then main.py; a paho-mqtt subscriber on the desk
+reads what the node publishes, and that is
 compared with a CPython replay of the same recording.
 """
 
@@ -26,12 +26,11 @@ from host_tools import mpy, replay, synth
 from host_tools.mosquitto import HOST, Broker
 from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT
-from tests.test_node_mqtt import Subscriber, retained_status, unique
+from tests.paho_subscriber import Subscriber, publish, retained_status, unique
+from tests.test_schemas import StrictValidator, load_schema
 
 STORM_H = (16.0, 17.6)  # the water rises past watch, warning and danger: ~1150 samples
 HEALTH_S = 600
-HEALTH_FIELDS = {"uptime_s", "heap_free", "outbox_depth", "in_flight", "dropped", "lost", "published",
-                 "samples", "taken", "fw", "reset", "ts", "seq"}
 
 
 MPREMOTE = mpy.mpremote_binary()
@@ -123,7 +122,27 @@ class Console:
     (lambda c: c["broker"].pop("host"), "config.json: broker.host must be a non-empty string"),
     (lambda c: c.update(node="street/1"), "config.json: node must be letters, digits"),
     (lambda c: c["hal"].update(speed=-1), "config.json: hal.speed must be a number, 0 or more"),
-    (lambda c: c["hal"].update(kind="esp32"), "config.json: hal.kind must be \"sim\""),
+    (lambda c: c["hal"].update(kind="esp8266"),
+     "config.json: hal.kind must be \"sim\" (a recording) or \"esp32\""),
+    (lambda c: c.update(hal={"kind": "esp32"}),
+     "config.json: hal.pins.street must give the sensor's trig and echo GPIOs"),
+    (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 49}}}),
+     "config.json: hal.pins.street.echo must be a GPIO number, 0 to 48"),
+    (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 18}}}),
+     "config.json: hal.i2c must be an object with id, sda, scl"),
+    (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 18}, "bay": {}},
+                             "i2c": {"id": 0, "sda": 21, "scl": 22}}),
+     "config.json: hal.pins.bay: no such sensor"),
+    (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 18}},
+                             "i2c": {"id": 0, "sda": 21, "scl": 22}, "wdt_s": 1}),
+     "config.json: hal.wdt_s must be an integer, 5 to 600 s"),
+    (lambda c: c.update(network={"kind": "wifi"}), "config.json: network.ssid must be a non-empty string"),
+    (lambda c: c.update(network={"kind": "lte"}),
+     "config.json: network.kind must be \"wifi\" or \"ethernet\""),
+    (lambda c: c.update(power="eco"), "config.json: power must be \"always_on\" or \"duty_cycle\""),
+    (lambda c: c.update(ha_discovery="yes"), "config.json: ha_discovery must be true or false"),
+    (lambda c: c["broker"].update(tls={"ca": ""}),
+     "config.json: broker.tls.ca must be the path of the CA certificate (DER) on the flash"),
     (lambda c: c["sensors"][0].update(pings=0),
      "config.json: sensors: sensor street: field 'pings' must be above 0"),
     (lambda c: c.update(sensors=[]), "config.json: sensors must be a non-empty list"),
@@ -134,6 +153,11 @@ def test_check_config_names_the_field(storm, change, message):
     sensors = json.loads(storm.read_text().split("\n", 1)[0])["sensors"]
     cfg = node_config(1883, "s1", sensors)
     check_config(cfg)  # the unchanged config is valid
+    board = dict(cfg, hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 18}},
+                           "i2c": {"id": 0, "sda": 21, "scl": 22}},
+                 network={"kind": "wifi", "ssid": "city", "password": "x"}, power="duty_cycle",
+                 ha_discovery=True)
+    check_config(board)  # and so is its ESP32 twin
     change(cfg)
     with pytest.raises(ValueError) as e:
         check_config(cfg)
@@ -147,7 +171,7 @@ def test_power_up_publishes_the_replay_in_order_with_health(broker, storm, tmp_p
     """Power-up runs boot.py and main.py; the node publishes the recording's
     messages: status `online` retained, seq 1..N without gap or reordering,
     the same topics and payloads as the CPython replay (health aside), and
-    health payloads with every documented field."""
+    health payloads valid against docs/schemas/health.schema.json."""
     reference = replay.run(storm).messages
     header = json.loads(storm.read_text().split("\n", 1)[0])
     site = unique("vb")
@@ -189,8 +213,9 @@ def test_power_up_publishes_the_replay_in_order_with_health(broker, storm, tmp_p
     assert readings == [(topic, payload) for _t, topic, payload in reference]
 
     assert len(health) == done["health"] >= 1
+    schema = StrictValidator(load_schema("health"))
     for h in health:
-        assert set(h) == HEALTH_FIELDS, h
+        assert not list(schema.iter_errors(h)), h
         assert h["fw"] == VERSION and h["reset"] == "unknown"  # the unix port has no reset_cause
         assert isinstance(h["heap_free"], int) and h["heap_free"] > 0
         assert h["dropped"] == 0 and h["lost"] == 0
@@ -271,3 +296,86 @@ def test_the_same_loop_on_cpython_paced_by_speed(broker, storm, tmp_path):
     assert (last_t - first_t) / 250 / 1000 - 0.05 <= wall < 5
     got = [(s, {k: v for k, v in p.items() if k != "seq"}) for s, p, _d in sub.data() if s != "health"]
     assert got == [(topic, payload) for _t, topic, payload in reference]
+
+
+# ---- remote commands
+
+
+def _short(storm, path, samples):
+    lines = storm.read_text().splitlines()
+    path.write_text("\n".join(lines[:samples + 1]) + "\n")
+    return path
+
+
+def test_commands_are_acked_validated_persisted_and_reboot_resets(broker, storm, tmp_path):
+    """The node on the virtual board, its recording done, keeps answering
+    on cmd/+: every malformed command (bad JSON, a wrong type, an unknown
+    command, a 64 KB payload) gets an error ack and changes nothing; a good
+    one is applied and stored; `reboot` resets the board, which comes back
+    with the stored setting and refuses the retained command it finds."""
+    header = json.loads(storm.read_text().split("\n", 1)[0])
+    site = unique("cmd")
+    prefix = "citynode/%s/street-demo-1/" % site
+    cfg = node_config(broker.port, site, header["sensors"], settings="/settings.json")
+    flash = make_flash(tmp_path / "flash", _short(storm, tmp_path / "short.jsonl", 200), cfg)
+    ack_schema = StrictValidator(load_schema("ack"))
+
+    def acks():
+        return [p for suffix, p, _d in sub.data() if suffix == "cmd/ack"]
+
+    def send(name, payload, retain=False):
+        n = len(acks())
+        publish(broker.port, prefix + "cmd/" + name, payload, retain=retain)
+        assert sub.wait(lambda: len(acks()) > n, timeout=10), (name, console.buf[-400:])
+        return acks()[n]
+
+    def answer(ack):  # what the node decided, without its stamps
+        assert not list(ack_schema.iter_errors(ack)), ack
+        return {k: v for k, v in ack.items() if k not in ("ts", "seq")}
+
+    with Subscriber(broker.port, prefix) as sub, VirtualBoard(flash) as board:
+        console = Console(board.port)
+        try:
+            assert console.line("citynode: recording done ", timeout=40), console.buf.decode(errors="replace")
+            before = answer(send("status", json.dumps({"id": "s1"})))
+            assert before["ok"] and before["status"]["sensors"][1]["id"] == "street"
+            got = [answer(send("set_thresholds", b"{not json")),
+                   answer(send("set_interval", json.dumps({"sensor": "env", "period_s": "30"}))),
+                   answer(send("self_destruct", b"{}")),
+                   answer(send("reboot", b"{" * 65536))]
+            assert got == [
+                {"cmd": "set_thresholds", "id": None, "ok": False, "reason": "not JSON"},
+                {"cmd": "set_interval", "id": None, "ok": False,
+                 "reason": "field 'period_s' must be a number"},
+                {"cmd": "self_destruct", "id": None, "ok": False,
+                 "reason": "unknown command 'self_destruct' (one of reboot, recalibrate, set_interval, "
+                           "set_thresholds, status)"},
+                {"cmd": "reboot", "id": None, "ok": False,
+                 "reason": "payload too large (over the MQTT client's packet limit, limit 1024)"}]
+            assert answer(send("status", json.dumps({"id": "s1"}))) == before  # nothing changed
+            assert not (flash / "settings.json").exists()
+            ok = answer(send("set_interval", json.dumps({"id": "op-1", "sensor": "env", "period_s": 30})))
+            assert ok == {"cmd": "set_interval", "id": "op-1", "ok": True}
+            stored = json.loads((flash / "settings.json").read_text())
+            assert stored == {"version": 1, "sensors": {"env": {"period_s": 30}}}
+            # Live subscribers get a retained message without the retain flag:
+            # run now, refused when the broker replays it after the reboot.
+            assert answer(send("status", b"{}", retain=True))["ok"]
+            boots = board.boots
+            reboot = answer(send("reboot", json.dumps({"id": "r1"})))
+            assert reboot == {"cmd": "reboot", "id": "r1", "ok": True}
+            assert sub.wait(lambda: board.boots == boots + 1 and board.soft_resets == 1, timeout=15)
+            assert sub.wait(lambda: sub.status()[-2:] == [b"offline", b"online"], timeout=20), (
+                sub.status(), console.buf.decode(errors="replace")[-2000:])
+            assert sub.wait(lambda: len(acks()) >= 10, timeout=10)
+            assert answer(acks()[9]) == {"cmd": "status", "id": None, "ok": False,
+                                         "reason": "retained commands are not run (publish commands without "
+                                                   "the retain flag)"}
+            after = answer(send("status", json.dumps({"id": "s1"})))
+            env = [e for e in after["status"]["sensors"] if e["id"] == "env"]
+            assert env == [{"id": "env", "type": "env", "period_s": 30}]  # kept across the reset
+        finally:
+            publish(broker.port, prefix + "cmd/status", b"", retain=True)  # clear the retained command
+            console.close()
+    seqs = [p["seq"] for _s, p, _d in sub.data()]
+    assert seqs == sorted(seqs)

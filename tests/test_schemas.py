@@ -34,7 +34,8 @@ from host_tools import rawbus
 from tests.conftest import BUNDLED, ROOT, bundled
 
 SCHEMA_DIR = ROOT / "docs" / "schemas"
-SCHEMAS = ("bay", "water", "env", "event")
+SCHEMAS = ("bay", "water", "env", "event", "health", "ack")  # the last two: the node's, checked on the
+# virtual board (tests/test_node_vboard.py)
 SITE = "harbour"
 NODE = "node-7"
 PREFIX = "citynode/%s/%s/" % (SITE, NODE)

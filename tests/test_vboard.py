@@ -136,6 +136,25 @@ def test_friendly_repl_soft_reset_runs_boot_py_then_main_py(board, flash, tmp_pa
     assert i < out.index(b"boot.py says hi") < out.index(b"main.py says hi") < out.index(BANNER_PROMPT)
 
 
+def test_soft_reset_in_main_py_reboots_and_runs_main_py_again(flash):
+    """As on an ESP32: machine.soft_reset() (or sys.exit()) in main.py is a
+    soft reboot, after which boot.py and main.py run again."""
+    (flash / "main.py").write_text(
+        "import machine\n"
+        "try:\n    n = int(open('runs').read())\nexcept OSError:\n    n = 0\n"
+        "open('runs', 'w').write(str(n + 1))\n"
+        "if n == 0:\n    machine.soft_reset()\n"
+        "print('main.py run', n + 1)\n")
+    with VirtualBoard(flash) as b:
+        term = Terminal(b.port)
+        try:
+            out = term.read_until(b"main.py run 2")
+        finally:
+            term.close()
+        assert out.count(SOFT_REBOOT) == 1 and b.soft_resets == 1 and b.boots == 2
+    assert (flash / "runs").read_text() == "2"
+
+
 def test_power_up_runs_main_py_and_ctrl_c_hands_the_board_to_mpremote(flash):
     (flash / "main.py").write_text(
         "import time\nloops = 1\nopen('looping', 'w').close()\n"

@@ -114,7 +114,8 @@ class Commands:
 
     def handle(self, topic_suffix, payload_bytes):
         """Check and apply the command on topic suffix `cmd/<name>` whose
-        payload is `payload_bytes` (bytes or str); returns the ack dict:
+        payload is `payload_bytes` (bytes or str; None for a payload the
+        MQTT client skipped as too large); returns the ack dict:
         `cmd`, `id` (None when the command carried none), `ok`, and `reason`
         when rejected (`status` adds `status`)."""
         name = topic_suffix[4:] if topic_suffix.startswith("cmd/") else topic_suffix
@@ -141,6 +142,9 @@ class Commands:
         return ack
 
     def _parse(self, data):
+        if data is None:  # the MQTT client skipped a payload too large to keep
+            raise _Reject("payload too large (over the MQTT client's packet limit, limit %d)"
+                          % self.max_bytes)
         n = len(data)
         if n > self.max_bytes:
             raise _Reject("payload too large (%d bytes, limit %d)" % (n, self.max_bytes))

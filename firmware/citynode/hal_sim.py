@@ -7,6 +7,10 @@ skipped otherwise — a recording made at the fastest rate thus replays
 exactly what an adaptively sampling node would have measured. A recording
 with bus-level values (version 2) is read through emulated parts and the
 real drivers first.
+
+The node's main loop (citynode.node) takes it like the board's layer
+(citynode.hal_esp32): `clock()`, `stream(core, wait)`, `now()`,
+`service()`, `rssi()`, `reboot()`, `close()`.
 """
 
 from citynode import ticks
@@ -14,9 +18,13 @@ from citynode.core import SLACK_MS
 
 
 class SimHal:
-    def __init__(self, reader, on_truth=None):
+    """`speed`: recording milliseconds per real millisecond (0: no pacing);
+    `stream` then calls `wait(deadline_tick)` before each sample."""
+
+    def __init__(self, reader, on_truth=None, speed=0):
         self.reader = reader
         self.on_truth = on_truth
+        self.speed = speed
         self.bench = None
         if reader.parts:
             # Bus-level samples: emulated parts behind the real drivers
@@ -27,9 +35,18 @@ class SimHal:
         self.samples = 0
         self.taken = 0
         self.truth = 0
+        self.t = 0  # the recording's time: the last sample's tick
 
-    def run(self, core):
-        """Drive `core` through the whole recording."""
+    def clock(self):
+        """The core's clock: tick 0 is the recording's start."""
+        return ticks.Clock(self.reader.header["start"], 0)
+
+    def stream(self, core, wait=None):
+        """Yield `(sensor, t, sample)` for every recorded sample, `sample`
+        None when the core did not want that sensor yet (or has no such
+        sensor); ground truth goes to `on_truth`."""
+        speed = self.speed
+        prev = deadline = None
         for rec in self.reader:
             sid = rec.get("s")
             if sid is None:
@@ -38,13 +55,52 @@ class SimHal:
                     self.on_truth(rec)
                 continue
             self.samples += 1
-            t = rec["t"] & ticks.MASK
-            due = core.due_at[sid]
-            if due is None or ticks.diff(t, due) >= -SLACK_MS:
+            raw_t = rec["t"]
+            if speed > 0:
+                if prev is None:
+                    prev = raw_t
+                    deadline = ticks.now_ms()
+                deadline = ticks.add(deadline, int((raw_t - prev) / speed + 0.5))
+                prev = raw_t
+                wait(deadline)
+            self.t = t = raw_t & ticks.MASK
+            due = core.due_at.get(sid, t)
+            if due is None or ticks.diff(t, due) >= -SLACK_MS and sid in core.due_at:
                 self.taken += 1
                 if self.bench is not None and sid in self.bench:
                     rec = self.bench.sample(sid, rec)
-                core.feed(sid, t, rec)
+                yield sid, t, rec
+            else:
+                yield sid, t, None
+
+    def run(self, core):
+        """Drive `core` through the whole recording, as fast as it goes."""
+        for sid, t, sample in self.stream(core):
+            if sample is not None:
+                core.feed(sid, t, sample)
 
     def stats(self):
         return {"samples": self.samples, "taken": self.taken, "truth": self.truth}
+
+    def service(self):
+        """Nothing to keep up: no watchdog, the host's network."""
+
+    def now(self):
+        """The tick now: the recording's time of the last sample."""
+        return self.t
+
+    def rssi(self):
+        return None
+
+    def reboot(self):
+        """A soft reset: the virtual board starts a fresh interpreter and runs
+        boot.py and main.py (CPython: the process ends)."""
+        try:
+            import machine
+
+            machine.soft_reset()
+        except ImportError:
+            raise SystemExit("reboot") from None
+
+    def close(self):
+        self.reader.close()

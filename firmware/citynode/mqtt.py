@@ -80,8 +80,8 @@ class MQTTClient:
         self.clean = clean
         self.op_timeout_ms = op_timeout_ms
         self.max_pending = min(max_pending, 60000)  # unacknowledged QoS 1 messages kept at most
-        self.max_packet = max_packet  # larger incoming PUBLISH packets are dropped
-        self.on_message = None  # on_message(topic, payload_bytes, retained, dup)
+        self.max_packet = max_packet  # larger incoming PUBLISH payloads are skipped (delivered as None)
+        self.on_message = None  # on_message(topic, payload_bytes or None if too large, retained, dup)
         self.connected = False
         self.session_present = False
         self.last_error = None  # why the last connection failed or ended
@@ -385,9 +385,7 @@ class MQTTClient:
 
     def _handle(self, pkt):
         """Act on one packet; returns a message to deliver, or None."""
-        if pkt is None:
-            return None
-        first, body = pkt
+        first, body, whole = pkt
         kind = first >> 4
         if kind == 3:
             qos = (first >> 1) & 3
@@ -398,7 +396,8 @@ class MQTTClient:
             if len(body) < i:
                 raise MQTTError("malformed PUBLISH")
             pid = ((body[i - 2] << 8) | body[i - 1]) if qos else 0
-            return (body[2:2 + n].decode(), body[i:], bool(first & 1), bool(first & 8), pid)
+            payload = body[i:] if whole else None
+            return (body[2:2 + n].decode(), payload, bool(first & 1), bool(first & 8), pid)
         if kind == 4 and len(body) == 2:  # PUBACK
             i = self._find((body[0] << 8) | body[1])
             if i >= 0:
@@ -422,8 +421,10 @@ class MQTTClient:
             self._send(b"\x40\x02" + _pid_bytes(msg[4]), end)
 
     def _read(self, end):
-        """One packet as (first byte, body); None for a PUBLISH too large to
-        keep, which is read through, acknowledged and counted in `dropped`."""
+        """One packet as (first byte, body, whole). A PUBLISH larger than
+        `max_packet` is read through and counted in `dropped`; its body is
+        then only the topic and packet id (`whole` False), so the message
+        is still delivered, with its payload None."""
         first = self._recv(1, end)[0]
         n = shift = 0
         while True:
@@ -437,7 +438,7 @@ class MQTTClient:
         if n <= self.max_packet:
             body = self._recv(n, end) if n else b""
             self._arrived()
-            return first, body
+            return first, body, True
         if first >> 4 != 3:
             raise MQTTError("packet of %d bytes" % n)
         head = self._recv(2, end)
@@ -449,9 +450,7 @@ class MQTTClient:
             n -= len(self._recv(min(n, 256), end))
         self._arrived()
         self.dropped += 1
-        if first & 6:
-            self._send(b"\x40\x02" + head[-2:], end)
-        return None
+        return first, head, False
 
     def _arrived(self):
         self._rx = ticks_ms()

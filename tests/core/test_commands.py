@@ -75,7 +75,7 @@ def _settings(core):
 
 
 def _cmd(commands, name, payload):
-    data = payload if type(payload) is bytes else json.dumps(payload).encode()
+    data = payload if payload is None or type(payload) is bytes else json.dumps(payload).encode()
     return commands.handle("cmd/" + name, data)
 
 
@@ -232,6 +232,8 @@ def test_a_64_kb_payload_is_refused_unparsed():
         ack = _rejected(s, "reboot", b"{" * 65536, "payload too large")
         assert ack["reason"] == "payload too large (65536 bytes, limit 1024)"
         assert ack["id"] is None
+        skipped = _rejected(s, "reboot", None, "payload too large")  # what the MQTT client could not keep
+        assert skipped["reason"] == "payload too large (over the MQTT client's packet limit, limit 1024)"
     _run(check)
 
 
