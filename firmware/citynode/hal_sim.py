@@ -10,7 +10,7 @@ real drivers first.
 
 The node's main loop (citynode.node) takes it like the board's layer
 (citynode.hal_esp32): `clock()`, `stream(core, wait)`, `now()`,
-`service()`, `rssi()`, `reboot()`, `close()`.
+`service()`, `rssi()`, `reset_cause()`, `reboot()`, `close()`.
 """
 
 from citynode import ticks
@@ -91,6 +91,10 @@ class SimHal:
 
     def rssi(self):
         return None
+
+    def reset_cause(self):
+        """The unix port cannot tell why it started."""
+        return "unknown"
 
     def reboot(self):
         """A soft reset: the virtual board starts a fresh interpreter and runs

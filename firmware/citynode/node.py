@@ -253,22 +253,6 @@ def _client(cfg, will):
                       ssl_ca=ca, server_hostname=hostname, will_topic=prefix + "status" if will else None)
 
 
-def reset_cause():
-    """"power", "soft", "hard", "watchdog", "deepsleep" where the port
-    says (an ESP32), else "unknown" (the unix port has no reset_cause)."""
-    try:
-        import machine
-
-        cause = machine.reset_cause()
-    except (ImportError, AttributeError):
-        return "unknown"
-    for name, attr in (("power", "PWRON_RESET"), ("soft", "SOFT_RESET"), ("hard", "HARD_RESET"),
-                       ("watchdog", "WDT_RESET"), ("deepsleep", "DEEPSLEEP_RESET")):
-        if getattr(machine, attr, None) == cause:
-            return name
-    return "unknown"
-
-
 def heap_free():
     """Free heap in bytes after a collection, or None (CPython)."""
     if not hasattr(gc, "mem_free"):
@@ -307,7 +291,7 @@ class Node:
         self.cfg = cfg
         self.hal = hal if hal is not None else make_hal(cfg)
         self.health_ms = ticks.ms(cfg.get("health_s", DEFAULTS["health_s"]))
-        self.reset = reset_cause()
+        self.reset = self.hal.reset_cause()
         self.boot_ms = ticks_ms()
         self.prefix = "citynode/%s/%s/" % (cfg["site"], cfg["node"])
         self.client = _client(cfg, True)
@@ -339,7 +323,9 @@ class Node:
     def _on_message(self, topic, payload, retained, dup):
         """A message on `cmd/+`: answered on `cmd/ack` (queued here, sent by
         `service()`, never from inside the client's poll)."""
-        suffix = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
+        if not topic.startswith(self.prefix + "cmd/"):  # not ours: a broker's matching error
+            return
+        suffix = topic[len(self.prefix):]
         if suffix == "cmd/ack":  # our own answers come back through cmd/+
             return
         self.commands_handled += 1

@@ -1,0 +1,259 @@
+"""The board's hardware layer: the drivers on an ESP32's pins, read when
+the core says they are due, with the watchdog, the network and NTP.
+
+    hal = BoardHal(cfg)               # cfg: a checked config.json, hal.kind "esp32"
+    core = Core(cfg["sensors"], hal.clock(), publish)
+    for sid, t, sample in hal.stream(core, wait):
+        core.feed(sid, t, sample)
+
+The same interface as the simulated layer (citynode.hal_sim): `clock()`,
+`stream(sched, wait)`, `now()`, `service()`, `rssi()`, `reset_cause()`,
+`reboot()`, `close()`; `sleep(ms)` adds deep sleep for the duty-cycled profile.
+
+Time. The core's ticks are the RTC's milliseconds, wrapped at 2**30: the
+RTC keeps counting through deep sleep, so ticks kept across a sleep stay
+valid. The RTC is set from NTP at boot (and every `NTP_EVERY_S` while the
+network is up); until then ticks still run, and payloads carry the RTC's
+own idea of the epoch. Waiting uses the board's `time.ticks_ms` (citynode.ticks).
+
+Bounds. The watchdog is started first, with `hal.wdt_s`; `service()`
+feeds it and every wait in here is cut into slices that do too, so the
+node resets only if its loop really stops. Joining Wi-Fi waits at most
+`NET_WAIT_MS` at boot; later the link is only checked (and rejoined)
+every `NET_CHECK_MS` without waiting. A part that does not answer at boot
+is retried at each reading and gives `{"fault": "no_answer"}` meanwhile.
+
+`machine`, `network` and `ntptime` are the board's modules unless given:
+the desk passes emulated ones (host_tools.emulators.board).
+"""
+
+import time
+
+from citynode import ticks
+from citynode.ranging import RANGERS
+
+NET_WAIT_MS = 15000  # at boot: longest wait for Wi-Fi or Ethernet
+NET_CHECK_MS = 10000  # then: how often the link is checked
+NTP_EVERY_S = 6 * 3600
+_SLICE_MS = 100  # longest sleep between two watchdog feeds in a wait here
+_UART_BAUD = 9600  # A02YYUW
+_MAX_WAIT_MS = 3600 * 1000  # a due time further away than this is a clock jump: read now
+UNIX_2000 = 946684800  # seconds from 1970 to 2000, the epoch of older ESP32 builds
+
+
+def _epoch_offset():
+    """Seconds to add to `time.time()` for a UNIX epoch time."""
+    return UNIX_2000 if time.gmtime(0)[0] == 2000 else 0
+
+
+class _Part:
+    """A driver made on first use, and made again after it failed to start:
+    a sensor missing at boot gives faults, not a node in safe mode."""
+
+    def __init__(self, make):
+        self._make = make
+        self.driver = None
+
+    def sample(self):
+        if self.driver is None:
+            try:
+                self.driver = self._make()
+            except OSError:
+                return {"fault": "no_answer"}
+        return self.driver.sample()
+
+
+class BoardHal:
+    def __init__(self, cfg, machine=None, network=None, ntptime=None):
+        if machine is None:
+            import machine
+        self.machine = machine
+        self._network = network
+        self._ntptime = ntptime
+        hal = cfg["hal"]
+        self.wdt = machine.WDT(timeout=hal.get("wdt_s", 30) * 1000)
+        self.parts = {}
+        self._i2c = self._uart = None
+        for s in cfg["sensors"]:
+            self.parts[s["id"]] = _Part(self._maker(s, hal))
+        self.ntp_host = cfg.get("ntp", "pool.ntp.org")
+        self.net = cfg.get("network")
+        self.wlan = None
+        self.synced = False
+        self._next_check = self._next_ntp = ticks.now_ms()
+        if self.net is not None:
+            self._join(NET_WAIT_MS)
+            self._sync_time()
+
+    # ---- parts
+
+    def _maker(self, s, hal):
+        m = self.machine
+        kind = s["type"]
+        if kind in ("bay_ultrasonic", "water"):
+            driver = s.get("driver", "hc-sr04")
+            pings = s.get("pings", 7)
+            if driver == "a02yyuw":
+                def make():
+                    from citynode.drivers.a02yyuw import A02YYUW
+
+                    return A02YYUW(self._bus_uart(hal["uart"]))
+                return make
+            pins = hal["pins"][s["id"]]
+
+            def make():
+                from citynode.drivers.hcsr04 import HCSR04
+
+                return HCSR04(m.Pin(pins["trig"], m.Pin.OUT, value=0), m.Pin(pins["echo"], m.Pin.IN),
+                              pings=pings, timeout_us=RANGERS[driver][2], pulse_us=m.time_pulse_us)
+            return make
+        if kind == "bay_magnetic":
+            def make():
+                from citynode.drivers.qmc5883l import QMC5883L
+
+                return QMC5883L(self._bus_i2c(hal["i2c"]))
+            return make
+
+        def make():
+            from citynode.drivers.bme280 import BME280
+
+            return BME280(self._bus_i2c(hal["i2c"]))
+        return make
+
+    def _bus_i2c(self, c):
+        if self._i2c is None:
+            m = self.machine
+            self._i2c = m.I2C(c["id"], scl=m.Pin(c["scl"]), sda=m.Pin(c["sda"]), freq=c.get("freq", 100000))
+        return self._i2c
+
+    def _bus_uart(self, c):
+        if self._uart is None:
+            self._uart = self.machine.UART(c["id"], baudrate=_UART_BAUD, tx=c["tx"], rx=c["rx"])
+        return self._uart
+
+    # ---- network and time
+
+    def _join(self, wait_ms):
+        """Bring the link up; wait at most `wait_ms` (feeding the watchdog)."""
+        net = self.net
+        if self._network is None:
+            import network
+
+            self._network = network
+        nw = self._network
+        if self.wlan is None:
+            if net["kind"] == "wifi":
+                self.wlan = nw.WLAN(nw.STA_IF)
+                self.wlan.active(True)
+            else:
+                m = self.machine
+                phy = getattr(nw, "PHY_" + net["phy"])
+                self.wlan = nw.LAN(mdc=m.Pin(net["mdc"]), mdio=m.Pin(net["mdio"]), phy_type=phy,
+                                   phy_addr=net["phy_addr"],
+                                   power=m.Pin(net["power"]) if "power" in net else None)
+                self.wlan.active(True)
+        if self.wlan.isconnected():
+            return True
+        if net["kind"] == "wifi":
+            try:
+                self.wlan.connect(net["ssid"], net.get("password", ""))
+            except OSError:  # already connecting
+                pass
+        end = ticks.add(ticks.now_ms(), wait_ms)
+        while not self.wlan.isconnected() and ticks.diff(end, ticks.now_ms()) > 0:
+            self.wdt.feed()
+            ticks.sleep_ms(_SLICE_MS)
+        return self.wlan.isconnected()
+
+    def _sync_time(self):
+        """Set the RTC from NTP (one bounded UDP exchange); False if it failed."""
+        if self.wlan is None or not self.wlan.isconnected():
+            return False
+        if self._ntptime is None:
+            import ntptime
+
+            self._ntptime = ntptime
+        self._ntptime.host = self.ntp_host
+        self._ntptime.timeout = 1
+        try:
+            self._ntptime.settime()
+        except (OSError, OverflowError):
+            return False
+        self.synced = True
+        self._next_ntp = ticks.add(ticks.now_ms(), NTP_EVERY_S * 1000)
+        return True
+
+    def reset_cause(self):
+        """"power", "soft", "hard", "watchdog", "deepsleep" or "unknown"."""
+        m = self.machine
+        cause = m.reset_cause()
+        for name, attr in (("power", "PWRON_RESET"), ("soft", "SOFT_RESET"), ("hard", "HARD_RESET"),
+                           ("watchdog", "WDT_RESET"), ("deepsleep", "DEEPSLEEP_RESET")):
+            if getattr(m, attr, None) == cause:
+                return name
+        return "unknown"
+
+    def rssi(self):
+        if self.wlan is None or self.net["kind"] != "wifi" or not self.wlan.isconnected():
+            return None
+        try:
+            return self.wlan.status("rssi")
+        except (OSError, ValueError):
+            return None
+
+    # ---- the interface
+
+    def now(self):
+        """The core's tick now: RTC milliseconds, wrapped at 2**30."""
+        return (time.time_ns() // 1000000) & ticks.MASK
+
+    def clock(self):
+        """The core's clock: epoch seconds for ticks, from the RTC,
+        anchored at the start of the current second."""
+        s = time.time_ns() // 1000000000
+        return ticks.Clock(s + _epoch_offset(), (s * 1000) & ticks.MASK)
+
+    def stream(self, sched, wait):
+        """Forever: wait until the first sensor is due (by `sched.due_at`;
+        None, never read, comes first; then the most overdue), read it,
+        yield `(sensor, t, sample)`."""
+        due_at = sched.due_at
+        while True:
+            now = self.now()
+            sid = None
+            best = 0
+            for k in due_at:
+                d = due_at[k]
+                left = -_MAX_WAIT_MS if d is None else ticks.diff(d, now)  # never read: first
+                if sid is None or left < best:
+                    sid, best = k, left
+            if best > _MAX_WAIT_MS:  # the RTC jumped back (NTP): do not stall
+                best = 0
+            if best > 0:
+                wait(ticks.add(ticks.now_ms(), best))
+            yield sid, self.now(), self.parts[sid].sample()
+
+    def service(self):
+        """Feed the watchdog; check the link (rejoin without waiting) and
+        resync the clock when due."""
+        self.wdt.feed()
+        if self.net is None:
+            return
+        now = ticks.now_ms()
+        if ticks.diff(now, self._next_check) >= 0:
+            self._next_check = ticks.add(now, NET_CHECK_MS)
+            if not self.wlan.isconnected():
+                self._join(0)
+        if ticks.diff(now, self._next_ntp) >= 0:
+            self._next_ntp = ticks.add(now, NTP_EVERY_S * 1000)
+            self._sync_time()
+
+    def sleep(self, ms):
+        """Deep sleep for `ms`: the board resets on waking (main.py runs again)."""
+        self.machine.deepsleep(ms)
+
+    def reboot(self):
+        self.machine.reset()
+
+    def close(self):
+        """Nothing to release: the board's layer runs until a reset."""

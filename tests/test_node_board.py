@@ -1,0 +1,130 @@
+"""The node on the board's hardware layer (citynode.hal_esp32), on the desk:
+the drivers on the pins a board profile gives, an emulated ESP32
+(host_tools.emulators.board: its parts, watchdog, Wi-Fi and NTP), a real
+Mosquitto and a paho-mqtt subscriber.
+
+What this shows: the config a profile gives wires the real drivers to the
+right parts; the scheduler reads each sensor when the core says it is due;
+the watchdog is fed all along; Wi-Fi is joined and the clock set before the
+first reading; a part missing at boot is a fault, not a crash; health says
+why the board started and how strong the signal is. What it cannot show:
+the ESP32's radio, ROM and timing.
+"""
+
+import json
+import time
+
+import pytest
+
+from citynode.node import Node, check_config
+from host_tools import boards
+from host_tools.emulators import bme280
+from host_tools.emulators.board import WDT_RESET, EmulatedBoard
+from host_tools.mosquitto import HOST, Broker
+from tests.paho_subscriber import Subscriber, unique
+from tests.test_schemas import StrictValidator, load_schema
+
+US_PER_MM = 5.83  # round trip at about 343 m/s
+EMPTY_MM = 1500
+CAR_MM = 400
+SENSORS = [
+    {"id": "bay-1", "type": "bay_ultrasonic", "driver": "hc-sr04", "pings": 3, "period_s": 0.2,
+     "empty_mm": EMPTY_MM, "dwell_on_s": 0.4, "dwell_off_s": 0.4},
+    {"id": "env", "type": "env", "driver": "bme280", "period_s": 1, "fault_after_s": 1},
+]
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with Broker() as b:
+        yield b
+
+
+def config(port, site, tmp_path, board="esp32-devkitc"):
+    hal = boards.hal_config(boards.load(board), SENSORS)
+    hal["wdt_s"] = 5
+    cfg = {"site": site, "node": "bench-1", "broker": {"host": HOST, "port": port, "keepalive": 30},
+           "network": {"kind": "wifi", "ssid": "city-iot", "password": "not-printed"},
+           "sensors": SENSORS, "hal": hal, "outbox_dir": str(tmp_path / "outbox"),
+           "settings": str(tmp_path / "settings.json"), "health_s": 1}
+    check_config(cfg)
+    return cfg
+
+
+def car_after(triggers):
+    """Echo times: the empty bay's floor, then a car from trigger `triggers` on."""
+    return lambda i: int((EMPTY_MM if i < triggers else CAR_MM) * US_PER_MM)
+
+
+def run_node(cfg, board, samples):
+    from citynode.hal_esp32 import BoardHal
+
+    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+    node = Node(cfg, hal)
+    done = node.run(max_samples=samples)
+    node.client.disconnect()
+    return done, hal
+
+
+def test_profile_pins_drivers_schedule_watchdog_network(broker, tmp_path):
+    site = unique("board")
+    prefix = "citynode/%s/bench-1/" % site
+    cfg = config(broker.port, site, tmp_path)
+    board = EmulatedBoard(i2c_pins=cfg["hal"]["i2c"], join_after=3, cause=WDT_RESET)
+    sonar = board.add_ranger(5, 18, car_after(6))  # the devkitc profile's first trigger/echo pair
+    board.attach(bme280.ADDRESS, bme280.BME280Device())
+    t0 = time.time()
+    with Subscriber(broker.port, prefix) as sub:
+        done, hal = run_node(cfg, board, 16)
+        assert done["settled"] and done["lost"] == 0, done
+        assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+    msgs = sub.data()
+    assert [p["seq"] for _s, p, _d in msgs] == list(range(1, done["seq"] + 1))
+    by = {}
+    for suffix, p, _d in msgs:
+        by.setdefault(suffix, []).append(p)
+    # the bay: free once calibrated-by-config, then the car
+    assert [p["state"] for p in by["bay/bay-1"]] == ["free", "occupied"]
+    assert [(e["kind"], e["sensor"], e["state"]) for e in by["event"]] == [("occupancy", "bay-1", "occupied")]
+    pings = hal.parts["bay-1"].driver.stats["pings"]
+    assert sonar.triggers == pings and pings % 3 == 0 and pings >= 3 * 8
+    # the BME280 through Adafruit's driver: the datasheet's example values
+    env = by["env"][0]
+    assert (env["temp_c"], env["pressure_pa"]) == (25.08, 100653)
+    # the clock: set before the first reading; payload times are now's
+    assert board.ntp_syncs == ["pool.ntp.org"] and board.joins == ["city-iot"]
+    assert all(t0 - 2 <= p["ts"] <= time.time() + 1 for _s, p, _d in msgs)
+    schema = StrictValidator(load_schema("health"))
+    assert by["health"]
+    for h in by["health"]:
+        assert not list(schema.iter_errors(h)), h
+        assert (h["rssi"], h["reset"]) == (-61, "watchdog")
+    # the watchdog, set from hal.wdt_s, never went hungry for long
+    assert board.wdt.timeout == 5000
+    assert board.wdt.feeds > done["samples"] and board.wdt.longest_gap_ms < 1000
+    assert "not-printed" not in json.dumps(msgs)
+
+
+def test_a_missing_part_is_a_fault_and_the_node_goes_on(broker, tmp_path):
+    site = unique("nobme")
+    prefix = "citynode/%s/bench-1/" % site
+    cfg = config(broker.port, site, tmp_path)
+    board = EmulatedBoard(i2c_pins=cfg["hal"]["i2c"])
+    board.add_ranger(5, 18, car_after(0))  # no BME280 on the bus
+    with Subscriber(broker.port, prefix) as sub:
+        done, _hal = run_node(cfg, board, 12)
+        assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+    events = [p for s, p, _d in sub.data() if s == "event"]
+    assert {"kind": "fault", "sensor": "env", "fault": "no_answer", "active": True} in [
+        {k: v for k, v in e.items() if k not in ("ts", "seq")} for e in events]
+    assert any(e["kind"] == "occupancy" and e["state"] == "occupied" for e in events)
+
+
+def test_a_miswired_i2c_bus_answers_nothing(tmp_path):
+    cfg = config(1, "x", tmp_path, board="esp32s3-devkitc-1")  # the S3's I2C pins: 8/9
+    board = EmulatedBoard(i2c_pins={"id": 0, "sda": 21, "scl": 22})  # the part is on 21/22
+    board.attach(bme280.ADDRESS, bme280.BME280Device())
+    from citynode.hal_esp32 import BoardHal
+
+    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+    assert hal.parts["env"].sample() == {"fault": "no_answer"}
