@@ -155,7 +155,7 @@ class BoardHal:
         if self.wlan.isconnected():
             return True
         if net["kind"] == "wifi":
-            try:
+            try:  # noqa: SIM105 - MicroPython has no contextlib
                 self.wlan.connect(net["ssid"], net.get("password", ""))
             except OSError:  # already connecting
                 pass
