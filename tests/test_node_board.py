@@ -128,3 +128,58 @@ def test_a_miswired_i2c_bus_answers_nothing(tmp_path):
 
     hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
     assert hal.parts["env"].sample() == {"fault": "no_answer"}
+
+
+WATER = [
+    {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 3, "mount_mm": 3500,
+     "thresholds_mm": [50, 150, 300], "fast_s": 2, "slow_s": 2, "max_rise_mm_min": 3000},
+    {"id": "env", "type": "env", "driver": "bme280", "period_s": 2},
+]
+
+
+def test_duty_cycle_sleeps_between_readings_and_wakes_where_it_was(broker, tmp_path, monkeypatch):
+    """Deep sleep between readings: before each sleep the outbox is empty and
+    the core's state goes to RTC memory; each wake (a reset) restores it, so
+    the stream goes on as from a node that never slept: seq without gaps,
+    each alert raised once, health saying `deepsleep`."""
+    from citynode import node as node_mod
+    from citynode.hal_esp32 import BoardHal
+    from host_tools.emulators.board import DEEPSLEEP_RESET, DeepSleep
+
+    monkeypatch.setattr(node_mod, "SLEEP_MIN_MS", 1000)
+    monkeypatch.setattr(node_mod, "WAKE_LEAD_MS", 300)
+    site = unique("duty")
+    prefix = "citynode/%s/bench-1/" % site
+    hal = boards.hal_config(boards.load("esp32-devkitc"), WATER)
+    cfg = {"site": site, "node": "bench-1", "broker": {"host": HOST, "port": broker.port, "keepalive": 30},
+           "network": {"kind": "wifi", "ssid": "city-iot"}, "power": "duty_cycle", "sensors": WATER,
+           "hal": dict(hal, wdt_s=5), "outbox_dir": str(tmp_path / "outbox"),
+           "settings": str(tmp_path / "settings.json"), "health_s": 5}
+    check_config(cfg)
+    board = EmulatedBoard(i2c_pins=hal["i2c"])
+    # the water rises 40 mm per burst of 3 pings (a flash flood: a high max_rise_mm_min)
+    board.add_ranger(5, 18, lambda i: int((3500 - min(400, 40 * (i // 3))) * US_PER_MM))
+    board.attach(bme280.ADDRESS, bme280.BME280Device())
+    sleeps, kept = [], []
+    with Subscriber(broker.port, prefix) as sub:
+        while len(sleeps) < 8:
+            hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+            node = Node(cfg, hal)
+            with pytest.raises(DeepSleep) as slept:
+                node.run()
+            sleeps.append(slept.value.ms)
+            kept.append(len(board.rtc_memory))
+            time.sleep(slept.value.ms / 1000)  # asleep; the RTC runs on
+            board.cause = DEEPSLEEP_RESET
+        n = node.publisher.seq
+        assert sub.wait(lambda: sub.first_seen() >= n)
+    msgs = sub.data()
+    assert [p["seq"] for _s, p, _d in msgs] == list(range(1, n + 1))  # no gap across 8 wakes
+    alerts = [p["alert"] for s, p, _d in msgs if s == "event" and p["kind"] == "alert"]
+    assert alerts == ["watch", "warning", "danger"]
+    levels = [p["level_mm"] for s, p, _d in msgs if s == "water"]
+    assert levels == sorted(levels) and levels[-1] >= 300
+    assert [h["reset"] for s, h, _d in msgs if s == "health"][-1] == "deepsleep"
+    assert sub.status().count(b"offline") >= 8  # a clean goodbye before each sleep
+    assert all(0 < k <= 2048 for k in kept)  # the state fitted RTC memory
+    assert all(700 - 400 <= ms <= 2000 - 300 for ms in sleeps), sleeps

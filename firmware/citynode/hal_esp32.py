@@ -8,7 +8,8 @@ the core says they are due, with the watchdog, the network and NTP.
 
 The same interface as the simulated layer (citynode.hal_sim): `clock()`,
 `stream(sched, wait)`, `now()`, `service()`, `rssi()`, `reset_cause()`,
-`reboot()`, `close()`; `sleep(ms)` adds deep sleep for the duty-cycled profile.
+`reboot()`, `close()`; `first_due()`, `save_state()`, `load_state()` and `sleep(ms)` add
+deep sleep for the duty-cycled profile.
 
 Time. The core's ticks are the RTC's milliseconds, wrapped at 2**30: the
 RTC keeps counting through deep sleep, so ticks kept across a sleep stay
@@ -27,6 +28,7 @@ is retried at each reading and gives `{"fault": "no_answer"}` meanwhile.
 the desk passes emulated ones (host_tools.emulators.board).
 """
 
+import os
 import time
 
 from citynode import ticks
@@ -38,6 +40,9 @@ NTP_EVERY_S = 6 * 3600
 _SLICE_MS = 100  # longest sleep between two watchdog feeds in a wait here
 _UART_BAUD = 9600  # A02YYUW
 _MAX_WAIT_MS = 3600 * 1000  # a due time further away than this is a clock jump: read now
+RTC_BYTES = 2048  # RTC memory kept through deep sleep (MicroPython's esp32 port)
+STATE_PATH = "/state.json"  # the deep-sleep state when it is larger
+_IN_FLASH = b"@flash"
 UNIX_2000 = 946684800  # seconds from 1970 to 2000, the epoch of older ESP32 builds
 
 
@@ -213,24 +218,28 @@ class BoardHal:
         s = time.time_ns() // 1000000000
         return ticks.Clock(s + _epoch_offset(), (s * 1000) & ticks.MASK)
 
-    def stream(self, sched, wait):
-        """Forever: wait until the first sensor is due (by `sched.due_at`;
-        None, never read, comes first; then the most overdue), read it,
-        yield `(sensor, t, sample)`."""
-        due_at = sched.due_at
-        while True:
-            now = self.now()
-            sid = None
+    def first_due(self, due_at):
+        """(sensor, ms until it is due) of the first sensor to read: one
+        never read first, then the most overdue, then the soonest due."""
+        now = self.now()
+        sid = None
+        best = 0
+        for k in due_at:
+            d = due_at[k]
+            left = -_MAX_WAIT_MS if d is None else ticks.diff(d, now)
+            if sid is None or left < best:
+                sid, best = k, left
+        if best > _MAX_WAIT_MS:  # the RTC jumped back (NTP): do not stall
             best = 0
-            for k in due_at:
-                d = due_at[k]
-                left = -_MAX_WAIT_MS if d is None else ticks.diff(d, now)  # never read: first
-                if sid is None or left < best:
-                    sid, best = k, left
-            if best > _MAX_WAIT_MS:  # the RTC jumped back (NTP): do not stall
-                best = 0
-            if best > 0:
-                wait(ticks.add(ticks.now_ms(), best))
+        return sid, best
+
+    def stream(self, sched, wait):
+        """Forever: wait until the first sensor is due (by `sched.due_at`),
+        read it, yield `(sensor, t, sample)`."""
+        while True:
+            sid, left = self.first_due(sched.due_at)
+            if left > 0:
+                wait(ticks.add(ticks.now_ms(), left))
             yield sid, self.now(), self.parts[sid].sample()
 
     def service(self):
@@ -247,6 +256,30 @@ class BoardHal:
         if ticks.diff(now, self._next_ntp) >= 0:
             self._next_ntp = ticks.add(now, NTP_EVERY_S * 1000)
             self._sync_time()
+
+    def save_state(self, data):
+        """Keep `data` (bytes) through deep sleep: in RTC memory when it fits,
+        else in a flash file (RTC memory then says so). Empty: forget it."""
+        rtc = self.machine.RTC()
+        if len(data) <= RTC_BYTES:
+            rtc.memory(data)
+            return
+        tmp = STATE_PATH + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, STATE_PATH)
+        rtc.memory(_IN_FLASH)
+
+    def load_state(self):
+        """What `save_state` kept, or None."""
+        data = self.machine.RTC().memory()
+        if data == _IN_FLASH:
+            try:
+                with open(STATE_PATH, "rb") as f:
+                    return f.read()
+            except OSError:
+                return None
+        return data or None
 
     def sleep(self, ms):
         """Deep sleep for `ms`: the board resets on waking (main.py runs again)."""

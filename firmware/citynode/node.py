@@ -29,6 +29,7 @@ from citynode.core import Core
 from citynode.mqtt import MQTTClient
 from citynode.outbox import Outbox
 from citynode.publisher import Publisher
+from citynode.state import restore, snapshot
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms
@@ -42,6 +43,8 @@ HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "
 POWER_PROFILES = ("always_on", "duty_cycle")
 DEFAULTS = {"outbox_dir": "/outbox", "settings": "/settings.json", "health_s": 60, "recording": "/rec.jsonl",
             "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org", "power": "always_on", "wdt_s": 30}
+SLEEP_MIN_MS = 20000  # duty cycle: deep-sleep only when nothing is due for this long
+WAKE_LEAD_MS = 5000  # and wake this much before it (boot, network, broker)
 SETTLE_MS = 30000  # at the end of a recording: at most this long to empty the outbox
 REBOOT_SETTLE_MS = 5000  # before a commanded reboot: at most this long to get the ack out
 LINGER_S = 24 * 3600  # then the connection is kept (no more messages) this long
@@ -228,6 +231,8 @@ def check_config(cfg):
         _fail("ntp must be a host name")
     if cfg.get("power", DEFAULTS["power"]) not in POWER_PROFILES:
         _fail("power must be \"always_on\" or \"duty_cycle\"")
+    if cfg.get("power") == "duty_cycle" and kind != "esp32":
+        _fail("power \"duty_cycle\" needs hal.kind \"esp32\" (deep sleep is the board's)")
     if type(cfg.get("ha_discovery", False)) is not bool:
         _fail("ha_discovery must be true or false")
     for key in ("outbox_dir", "settings"):
@@ -304,6 +309,10 @@ class Node:
         note = self.commands.load()
         if note is not None:
             self._note("settings: " + note)
+        self.duty = cfg.get("power", DEFAULTS["power"]) == "duty_cycle"
+        self.next_health = None  # the tick of the next health message
+        if self.duty:
+            self._wake()
         self.discovery = cfg.get("ha_discovery", False)  # True until the config topics are out
         self._acks = []
         self.client.on_message = self._on_message
@@ -317,6 +326,46 @@ class Node:
     def _note(self, text):
         _say("citynode: " + text)
         self.notes.append(text)
+
+    # ---- duty cycle
+
+    def _wake(self):
+        """After deep sleep: the core, `seq` and the health schedule where
+        they were. Any other start: what was kept is stale, and dropped."""
+        data = self.hal.load_state()
+        if data is None:
+            return
+        self.hal.save_state(b"")
+        if self.reset != "deepsleep":
+            return
+        try:
+            kept = json.loads(data)
+            restore(self.core, kept["core"])
+            self.publisher.resume(kept["seq"])
+            self.next_health = kept["health"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            self._note("state kept through deep sleep is unreadable (%s): starting afresh" % e)
+
+    def _maybe_sleep(self):
+        """Duty cycle: deep-sleep until shortly before the next reading (or
+        health message) when that is at least SLEEP_MIN_MS away and nothing
+        would be lost: no ack waiting, nothing in flight, and the outbox
+        empty (or the broker unreachable: the outbox is on flash)."""
+        if not self.duty or self._acks or self.client.pending() or self.commands.reboot_requested:
+            return
+        if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms):
+            return
+        _sid, left = self.hal.first_due(self.core.due_at)
+        if self.next_health is not None:
+            left = min(left, ticks_diff(self.next_health, self.hal.now()))
+        if left < SLEEP_MIN_MS:
+            return
+        base = Core(self.cfg["sensors"], self.clock, None)  # what the config alone gives
+        kept = {"core": snapshot(self.core, base), "seq": self.publisher.seq, "health": self.next_health}
+        base = None
+        self.hal.save_state(json.dumps(kept, separators=(",", ":")).encode())
+        self.client.disconnect()
+        self.hal.sleep(left - WAKE_LEAD_MS)
 
     # ---- commands
 
@@ -357,6 +406,7 @@ class Node:
             if left <= 0:
                 return
             self.service()
+            self._maybe_sleep()
             sleep_ms(min(left, _TURN_MS))
 
     def health(self, t):
@@ -380,13 +430,12 @@ class Node:
         (at most REBOOT_SETTLE_MS) and resets the board."""
         core = self.core
         self.service()  # the first connection attempt
-        next_health = None
         for sid, t, sample in self.hal.stream(core, self._wait_until):
-            if next_health is None:
-                next_health = ticks_add(t, self.health_ms)
-            while ticks_diff(t, next_health) >= 0:
+            if self.next_health is None:
+                self.next_health = ticks_add(t, self.health_ms)
+            while ticks_diff(t, self.next_health) >= 0:
                 self.health(t)
-                next_health = ticks_add(next_health, self.health_ms)
+                self.next_health = ticks_add(self.next_health, self.health_ms)
             self.samples += 1
             if sid not in core.due_at:
                 self.unknown += 1

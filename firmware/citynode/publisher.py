@@ -87,6 +87,12 @@ class Publisher:
         self._leased = self._load_seq()  # numbers from here on were never given
         self.seq = self._leased - 1
 
+    def resume(self, seq):
+        """Carry on numbering after `seq` (kept through deep sleep), when
+        that is inside the block leased at boot: no gap after a sleep."""
+        if 0 < seq < self._leased:
+            self.seq = seq
+
     # ---- the core's side
 
     def publish(self, t, topic, payload):
