@@ -1,0 +1,443 @@
+"""Flashing MicroPython onto a board through esptool's Python API.
+
+    from host_tools import boards, flash
+    board = boards.load("esp32-devkitc")
+    image = flash.check_image("firmware.bin", board)   # before touching the board
+    plan = flash.make_plan(board, image, "/dev/ttyUSB0", erase=True)
+    result = flash.run(plan, console)                  # result.node_id: "esp32-a1b2c3"
+
+`check_image` and `make_plan` are pure: they read the file and decide what
+will happen. `run` carries the plan out step by step; it reaches the board
+only through `esptool_api()`, esptool's `cmds` module (detect_chip, run_stub,
+attach_flash, erase_flash, write_flash, verify_flash, reset_chip) and the
+loader object detect_chip returns (CHIP_NAME, change_baud, read_mac).
+
+Every error a user can fix is a FlashError of one line naming the file or
+the port: docs/flashing.md lists them.
+"""
+
+import argparse
+import errno
+import grp
+import hashlib
+import os
+import struct
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_tools import boards
+
+# A MicroPython firmware .bin is ESP-IDF's flash layout from the image
+# offset on: the second-stage bootloader, the partition table at 0x8000
+# (ESP-IDF's default, which MicroPython keeps), the app where the table says.
+PARTITION_TABLE_OFFSET = 0x8000
+PARTITION_TABLE_SIZE = 0xC00
+_PARTITION = struct.Struct("<2sBBII16sI")  # magic, type, subtype, offset, size, label, flags
+_PARTITION_MAGIC = b"\xaa\x50"
+_PARTITION_MD5_MAGIC = b"\xeb\xeb"
+_APP_PARTITION = 0
+_APP_DESC_MAGIC = 0xABCD5432  # esp_app_desc_t, at the start of the app's first DROM segment
+
+ROM_BAUD = 115200  # the ROM bootloader's rate: connect at this, then switch
+DEFAULT_BAUD = 460800
+CONNECT_ATTEMPTS = 7  # esptool's default
+DOWNLOAD_MODE = "hold BOOT, press and release EN/RST, release BOOT"
+
+
+class FlashError(ValueError):
+    """An image, a port or a board that cannot be flashed: one line."""
+
+
+def esptool_api():
+    """The seam: esptool's command functions. Tests stand a fake here, since
+    the ESP32 ROM bootloader cannot run on the desk."""
+    import esptool.cmds
+
+    return esptool.cmds
+
+
+def chip_name(chip):
+    """esptool's name for a profile's chip: "esp32s3" -> "ESP32-S3"."""
+    from esptool.targets import CHIP_DEFS
+
+    return CHIP_DEFS[chip].CHIP_NAME
+
+
+def _chip_of_image_id(chip_id):
+    from esptool.targets import ROM_LIST
+
+    for rom in ROM_LIST:
+        if getattr(rom, "IMAGE_CHIP_ID", None) == chip_id:
+            return rom.CHIP_NAME
+    return "unknown chip (id %d)" % chip_id
+
+
+# ---- the image
+
+@dataclass(frozen=True)
+class Image:
+    path: str
+    data: bytes
+    chip: str          # esptool's name: "ESP32", "ESP32-S3", ...
+    app_offset: int    # in flash
+    app: str | None    # "micropython v1.24.1", from the app's description
+
+    @property
+    def size(self):
+        return len(self.data)
+
+    def describe(self):
+        return "%s: %s image, %s bytes: bootloader, partition table at 0x%x, app%s at 0x%x" % (
+            self.path, self.chip, format(self.size, ","), PARTITION_TABLE_OFFSET,
+            " (%s)" % self.app if self.app else "", self.app_offset)
+
+
+def _esp_image(path, data, at, board, what):
+    """esptool's parse of the ESP image at file offset `at`, refused unless
+    it is whole and for the board's chip."""
+    from esptool.bin_image import LoadFirmwareImage
+    from esptool.loader import ESPLoader
+    from esptool.targets import CHIP_DEFS
+    from esptool.util import FatalError
+
+    where = "%s: %s (file offset 0x%x)" % (path, what, at)
+    part = data[at:]
+    if not part:
+        raise FlashError("%s is missing: the file ends at 0x%x, cut short" % (where, len(data)))
+    if part[0] != ESPLoader.ESP_IMAGE_MAGIC:
+        raise FlashError("%s is not an ESP image: it starts with 0x%02x, an ESP image with 0x%02x" % (
+            where, part[0], ESPLoader.ESP_IMAGE_MAGIC))
+    try:
+        image = LoadFirmwareImage(board.chip, part)
+    except FatalError as e:
+        raise FlashError("%s is damaged: %s" % (where, e)) from None
+    except struct.error:
+        raise FlashError("%s is cut short: its header is incomplete" % where) from None
+    except RuntimeError:
+        raise FlashError("%s is damaged: its extended header is invalid" % where) from None
+    want = CHIP_DEFS[board.chip]
+    if image.chip_id != want.IMAGE_CHIP_ID:
+        raise FlashError("%s is for the %s, but board %s has an %s: use a MicroPython build for the %s" % (
+            where, _chip_of_image_id(image.chip_id), board.name, want.CHIP_NAME, want.CHIP_NAME))
+    if image.checksum != image.calculate_checksum() or (
+            image.append_digest and image.stored_digest != image.calc_digest):
+        raise FlashError("%s fails its checksum: the file is damaged, download it again" % where)
+    return image
+
+
+def _runs_from_flash(image):
+    """An app has segments mapped from flash; a bootloader only RAM ones."""
+    return any(image.is_flash_addr(s.addr) for s in image.segments)
+
+
+def _app_partition(path, data, at):
+    """(offset, label) of the first app in the partition table at file offset `at`."""
+    table = data[at:at + PARTITION_TABLE_SIZE]
+    apps = []
+    for i in range(0, len(table) - _PARTITION.size + 1, _PARTITION.size):
+        entry = table[i:i + _PARTITION.size]
+        if entry[:2] == _PARTITION_MD5_MAGIC:
+            if hashlib.md5(table[:i]).digest() != entry[16:]:
+                raise FlashError("%s: the partition table (file offset 0x%x) fails its MD5: the file is "
+                                 "damaged, download it again" % (path, at))
+            break
+        if entry[:2] != _PARTITION_MAGIC:
+            break
+        _, kind, _, offset, _, label, _ = _PARTITION.unpack(entry)
+        if kind == _APP_PARTITION:
+            apps.append((offset, label.rstrip(b"\0").decode("ascii", "replace")))
+    if not apps:
+        raise FlashError("%s: no partition table with an app at file offset 0x%x (flash 0x%x): not a "
+                         "complete MicroPython firmware" % (path, at, PARTITION_TABLE_OFFSET))
+    return apps[0]
+
+
+def _app_description(image):
+    """"project version" from the app's esp_app_desc_t, or None."""
+    for seg in image.segments:
+        if "DROM" in seg.get_memory_type(image):
+            desc = seg.data
+            if len(desc) >= 80 and struct.unpack_from("<I", desc)[0] == _APP_DESC_MAGIC:
+                version, project = (desc[o:o + 32].split(b"\0")[0].decode("ascii", "replace")
+                                    for o in (16, 48))
+                return ("%s %s" % (project, version)).strip() or None
+            return None
+    return None
+
+
+def check_image(path, board):
+    """The MicroPython firmware in file `path`, checked for `board` before
+    any port is opened: an ESP bootloader image for the board's chip at file
+    offset 0 (written at the board's image offset), the partition table at
+    0x8000 and the app it names, whole and for the same chip."""
+    if board.virtual:
+        raise FlashError("board %s is the virtual board (citynode sim): it has no flash to write; copy files "
+                         "to it with mpremote" % board.name)
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise FlashError("%s: cannot read: %s" % (path, e.strerror)) from None
+    if not data:
+        raise FlashError("%s: empty file, not a MicroPython firmware" % path)
+    boot = _esp_image(path, data, 0, board, "the bootloader")
+    if _runs_from_flash(boot):
+        raise FlashError("%s: an app image (it runs from flash), not a complete MicroPython firmware "
+                         "starting with the bootloader: use the .bin from micropython.org/download" % path)
+    table_at = PARTITION_TABLE_OFFSET - board.flash_offset
+    if len(data) <= table_at:
+        raise FlashError("%s: %d bytes, only a bootloader: a complete MicroPython firmware also holds the "
+                         "partition table and the app" % (path, len(data)))
+    app_offset, label = _app_partition(path, data, table_at)
+    app = _esp_image(path, data, app_offset - board.flash_offset, board, "the app '%s'" % label)
+    if not _runs_from_flash(app):
+        raise FlashError("%s: the app '%s' (file offset 0x%x) has no code in flash: not a MicroPython app" % (
+            path, label, app_offset - board.flash_offset))
+    return Image(path=path, data=data, chip=chip_name(board.chip), app_offset=app_offset,
+                 app=_app_description(app))
+
+
+# ---- the plan
+
+@dataclass(frozen=True)
+class Plan:
+    board: boards.Board
+    image: Image
+    port: str
+    offset: int
+    erase: bool
+    verify: bool
+    baud: int
+    connect_attempts: int
+    steps: tuple  # (action, what it does), carried out in this order by run()
+
+
+def make_plan(board, image, port, erase=False, verify=True, baud=DEFAULT_BAUD,
+              connect_attempts=CONNECT_ATTEMPTS):
+    """What `run` will do, in order, without doing it."""
+    if baud <= 0:
+        raise FlashError("--baud must be a positive number of bits per second, not %d" % baud)
+    if connect_attempts < 0:
+        raise FlashError("--connect-attempts must be 0 (keep trying) or more, not %d" % connect_attempts)
+    offset = board.flash_offset
+    tries = "until it answers" if connect_attempts == 0 else "%d tries" % connect_attempts
+    steps = [("connect", "connect to %s (%s), expect an %s (board %s)" % (
+                 port, tries, image.chip, board.name)),
+             ("prepare", "run esptool's flasher stub at %d baud, attach the flash" % baud)]
+    if erase:
+        steps.append(("erase", "erase the whole flash"))
+    steps.append(("write", "write %s, %s bytes, at 0x%x" % (image.path, format(image.size, ","), offset)))
+    if verify:
+        steps.append(("verify", "verify the flash at 0x%x against %s" % (offset, image.path)))
+    steps += [("mac", "read the MAC: the node id"),
+              ("reset", "hard-reset the board: MicroPython starts")]
+    return Plan(board=board, image=image, port=port, offset=offset, erase=erase, verify=verify, baud=baud,
+                connect_attempts=connect_attempts, steps=tuple(steps))
+
+
+# ---- carrying it out
+
+@dataclass(frozen=True)
+class Result:
+    chip: str
+    mac: str        # "a4:cf:12:a1:b2:c3"
+    node_id: str    # "esp32-a1b2c3"
+
+
+def node_id(chip, mac):
+    """The default node id: the profile's chip and the MAC's last three bytes
+    (the first three are Espressif's vendor prefix), a valid MQTT topic level."""
+    return "%s-%s" % (chip, "".join("%02x" % b for b in mac[3:]))
+
+
+def _connect(api, plan, esp):
+    return api.detect_chip(port=plan.port, baud=min(ROM_BAUD, plan.baud), connect_mode="default-reset",
+                           connect_attempts=plan.connect_attempts)
+
+
+def _prepare(api, plan, esp):
+    esp = api.run_stub(esp)
+    if plan.baud > ROM_BAUD:
+        esp.change_baud(plan.baud)
+    api.attach_flash(esp)
+    return esp
+
+
+_ACTIONS = {
+    "connect": _connect,
+    "prepare": _prepare,
+    "erase": lambda api, plan, esp: api.erase_flash(esp),
+    "write": lambda api, plan, esp: api.write_flash(esp, [(plan.offset, plan.image.data)]),
+    "verify": lambda api, plan, esp: api.verify_flash(esp, [(plan.offset, plan.image.data)]),
+    "mac": lambda api, plan, esp: esp.read_mac(),
+    "reset": lambda api, plan, esp: api.reset_chip(esp, "hard-reset"),
+}
+
+
+def run(plan, console):
+    """Carry out `plan` through esptool, showing its steps, its output and a
+    progress bar on the rich `console`; a Result, or a FlashError."""
+    from esptool.util import FatalError
+
+    from host_tools.esptool_log import showing_esptool
+
+    api = esptool_api()
+    want = chip_name(plan.board.chip)
+    esp = mac = None
+    with showing_esptool(console), ExitStack() as port_open:
+        try:
+            for n, (action, text) in enumerate(plan.steps, 1):
+                console.print("[bold]%d/%d[/] %s" % (n, len(plan.steps), text), highlight=False)
+                out = _ACTIONS[action](api, plan, esp)
+                if action == "connect":
+                    esp = port_open.enter_context(out)  # the loader closes the port on leaving
+                    if want != esp.CHIP_NAME:
+                        raise FlashError(_wrong_chip(plan, esp.CHIP_NAME))
+                elif action == "prepare":
+                    esp = out
+                elif action == "mac":
+                    mac = out
+        except (FatalError, OSError) as e:
+            raise FlashError(explain(e, plan.port, action)) from None
+    return Result(chip=esp.CHIP_NAME, mac=":".join("%02x" % b for b in mac),
+                  node_id=node_id(plan.board.chip, mac))
+
+
+def _wrong_chip(plan, found):
+    matching = [b.name for b in boards.all_boards() if not b.virtual and chip_name(b.chip) == found]
+    hint = "use --board %s" % " or ".join(matching) if matching else "no bundled profile has that chip"
+    return "%s has an %s, but board %s is an %s: nothing written; %s" % (
+        plan.port, found, plan.board.name, chip_name(plan.board.chip), hint)
+
+
+def _errno(exc):
+    """The OS error number behind an esptool error (esptool wraps pyserial's
+    SerialException, which keeps the number, in a FatalError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _port_group(port):
+    try:
+        return grp.getgrgid(os.stat(port).st_gid).gr_name
+    except (OSError, KeyError):
+        return "dialout"
+
+
+def explain(exc, port, action):
+    """One line for what went wrong with the port or the board, saying what to do."""
+    code = _errno(exc)
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return "no serial port %s: is the board plugged in? `citynode flash --list` shows the ports" % port
+    if code in (errno.EACCES, errno.EPERM):
+        group = _port_group(port)
+        return ("permission denied on %s: join its group %s (sudo usermod -aG %s $USER), then log in again"
+                % (port, group, group))
+    if code in (errno.EBUSY, errno.EAGAIN):
+        return "%s is in use by another program (a serial monitor, mpremote?): close it and retry" % port
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if action == "connect" and first.startswith("Failed to connect"):
+        return ("no answer from the bootloader on %s (%s): put the board in download mode (%s) and retry" % (
+            port, first.split(": ", 1)[-1], DOWNLOAD_MODE))
+    return "%s failed on %s: %s" % (action, port, first)
+
+
+# ---- ports
+
+def usb_serial_ports():
+    """The USB serial ports (a board is on one of them), by device name."""
+    from serial.tools import list_ports
+
+    return sorted((p for p in list_ports.comports() if p.vid is not None), key=lambda p: p.device)
+
+
+def describe_port(p):
+    """One line per port, like `mpremote devs`: device, serial number, VID:PID, maker, product."""
+    return "%s %s %04x:%04x %s %s" % (p.device, p.serial_number or "-", p.vid, p.pid or 0,
+                                      p.manufacturer or "-", p.product or p.description or "-")
+
+
+def pick_port(ports):
+    """The port to use when --port is not given: the only USB serial port."""
+    if len(ports) == 1:
+        return ports[0].device
+    if not ports:
+        raise FlashError("no USB serial port found: plug the board in (with a data cable) or give --port")
+    raise FlashError("%d USB serial ports (%s): choose one with --port" % (
+        len(ports), ", ".join(p.device for p in ports)))
+
+
+# ---- `citynode flash`
+
+_EPILOG = """\
+examples:
+  citynode flash --list
+  citynode flash --port /dev/ttyUSB0 --board esp32-devkitc ESP32_GENERIC-v1.24.1.bin --erase
+  citynode flash --board esp32s3-devkitc-1 ESP32_GENERIC_S3-v1.24.1.bin      # the only USB port
+  citynode flash --board esp32c3-devkitm-1 --dry-run firmware.bin
+
+IMAGE is a MicroPython firmware .bin as micropython.org/download offers it
+(bootloader, partition table and app in one file). It is checked before the
+port is opened: an ESP image for the board's chip, whole. It is written at
+the chip's image offset (0x1000 on the ESP32, 0x0 on the S3 and C3, from the
+board profile), verified, and the board is reset into MicroPython. The last
+line gives the node id: the chip and the MAC's last three bytes.
+
+The board must be in download mode: most development boards enter it by
+themselves; if yours does not, hold BOOT, press and release EN/RST, release
+BOOT, and run the command again. See docs/flashing.md."""
+
+
+def cmd_flash(args):
+    from rich.console import Console
+
+    if args.list:
+        ports = usb_serial_ports()
+        for p in ports:
+            print(describe_port(p))
+        if not ports:
+            print("no USB serial ports found")
+        return 0
+    if not args.board or not args.image:
+        raise FlashError("give --board BOARD and IMAGE (or --list); see citynode flash --help")
+    board = boards.load(args.board)
+    image = check_image(args.image, board)
+    print(image.describe())
+    port = args.port or pick_port(usb_serial_ports())
+    plan = make_plan(board, image, port, erase=args.erase, verify=not args.no_verify, baud=args.baud,
+                     connect_attempts=args.connect_attempts)
+    if args.dry_run:
+        for n, (_, text) in enumerate(plan.steps, 1):
+            print("%d/%d %s" % (n, len(plan.steps), text))
+        return 0
+    result = run(plan, Console(highlight=False))
+    print("node id: %s (%s, MAC %s)" % (result.node_id, result.chip, result.mac))
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("flash", help="flash MicroPython onto a board through esptool",
+                       description="Check a MicroPython firmware image against a board profile, then write\n"
+                                   "it with esptool: detect the chip, optionally erase, write at the chip's\n"
+                                   "offset, verify, read the MAC (the default node id) and reset the board.",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", nargs="?", help="the MicroPython firmware .bin")
+    p.add_argument("-b", "--board", help="board profile: a name from `citynode boards`, or a .toml file")
+    p.add_argument("-p", "--port", help="serial port, e.g. /dev/ttyUSB0 (default: the only USB serial port)")
+    p.add_argument("--erase", action="store_true",
+                   help="erase the whole flash first (its files too); do it when changing MicroPython "
+                        "versions or when the board ran other firmware")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help="baud rate for writing (default: %(default)s; try 115200 if writing fails)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the verify step after writing (esptool still checks the written data's MD5)")
+    p.add_argument("--connect-attempts", type=int, default=CONNECT_ATTEMPTS, metavar="N",
+                   help="tries to reach the bootloader, 0 to keep trying (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the image and print the steps without opening the port")
+    p.add_argument("--list", action="store_true", help="list the USB serial ports and exit")
+    p.set_defaults(func=cmd_flash)

@@ -1,0 +1,427 @@
+"""`citynode flash`: images built with esptool's own image code and checked
+for real, plans, error lines; real esptool against a missing port, a busy
+port and a silent pseudo-terminal; a thin fake standing in for esptool's
+command functions only where a chip in its ROM bootloader would answer."""
+
+import errno
+import grp
+import hashlib
+import inspect
+import io
+import os
+import pty
+import random
+import struct
+import tty
+
+import esptool.cmds
+import pytest
+import serial
+from esp_pylib.logger import log
+from esptool import bin_image
+from esptool.targets import CHIP_DEFS
+from esptool.util import FatalError
+from rich.console import Console
+from serial.tools.list_ports_common import ListPortInfo
+
+from host_tools import boards, flash
+from host_tools.cli import main as cli
+from host_tools.esptool_log import showing_esptool
+
+BOARD_OF = {"esp32": "esp32-devkitc", "esp32s3": "esp32s3-devkitc-1", "esp32c3": "esp32c3-devkitm-1"}
+IMAGE_CLASS = {"esp32": bin_image.ESP32FirmwareImage, "esp32s3": bin_image.ESP32S3FirmwareImage,
+               "esp32c3": bin_image.ESP32C3FirmwareImage}
+APP_AT = 0x10000
+MAC = (0xA4, 0xCF, 0x12, 0xA1, 0xB2, 0xC3)
+
+
+# ---- images, made with esptool's image classes and merge_bin as MicroPython's build does
+
+def esp_image(chip, app):
+    """An ESP image for `chip`: an app (a DROM segment opening with an
+    esp_app_desc_t, and IRAM code) or a bootloader (RAM segments only)."""
+    image = IMAGE_CLASS[chip]()
+    rom = image.ROM_LOADER
+    ram = {name: start for start, _, name in rom.MEMORY_MAP if name in ("IRAM", "DRAM")}
+    image.entrypoint = ram["IRAM"]
+    if app:
+        desc = struct.pack("<IIII32s32s", 0xABCD5432, 0, 0, 0, b"v1.24.1", b"micropython").ljust(256, b"\0")
+        image.segments = [bin_image.ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
+                          bin_image.ELFSection(b".iram0.text", ram["IRAM"], bytes(range(256)) * 4, 0)]
+    else:
+        image.segments = [bin_image.ELFSection(b".dram0.data", ram["DRAM"], bytes(64), 0),
+                          bin_image.ELFSection(b".iram0.text", ram["IRAM"], bytes(range(128)), 0)]
+    return image.save(None)
+
+
+def partition_table(app_at=APP_AT):
+    """ESP-IDF's binary partition table, MicroPython's layout, with its MD5 entry."""
+    rows = [(1, 2, 0x9000, 0x6000, b"nvs"), (1, 1, 0xF000, 0x1000, b"phy_init"),
+            (0, 0, app_at, 0x1F0000, b"factory"), (1, 0x81, 0x200000, 0x200000, b"vfs")]
+    body = b"".join(struct.pack("<2sBBII16sI", b"\xaa\x50", *row, 0) for row in rows)
+    return (body + b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(body).digest()).ljust(0xC00, b"\xff")
+
+
+def firmware(tmp_path, chip, name="firmware.bin", table=None):
+    """A MicroPython-shaped firmware .bin for `chip`: bootloader, partition
+    table and app merged from the chip's image offset on."""
+    path = tmp_path / name
+    offset = boards.FLASH_OFFSETS[chip]
+    esptool.cmds.merge_bin([(offset, esp_image(chip, app=False)),
+                            (flash.PARTITION_TABLE_OFFSET, partition_table() if table is None else table),
+                            (APP_AT, esp_image(chip, app=True))],
+                           chip, output=str(path), target_offset=offset)
+    return path
+
+
+@pytest.mark.parametrize("chip", sorted(BOARD_OF))
+def test_image_check_accepts_micropython_firmware(tmp_path, chip):
+    path = firmware(tmp_path, chip)
+    image = flash.check_image(path, boards.load(BOARD_OF[chip]))
+    assert (image.chip, image.app_offset, image.app) == (
+        CHIP_DEFS[chip].CHIP_NAME, APP_AT, "micropython v1.24.1")
+    assert image.data == path.read_bytes()
+    assert image.describe() == "%s: %s image, %s bytes: bootloader, partition table at 0x8000, app " \
+        "(micropython v1.24.1) at 0x10000" % (path, CHIP_DEFS[chip].CHIP_NAME, format(image.size, ","))
+
+
+def _flip(data, at):
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+BAD_IMAGES = {
+    "empty": (lambda tmp: b"", "empty file, not a MicroPython firmware"),
+    "random bytes": (lambda tmp: random.Random(1).randbytes(70000),
+                     "the bootloader (file offset 0x0) is not an ESP image: it starts with 0xf5, "
+                     "an ESP image with 0xe9"),
+    "an S3 firmware": (lambda tmp: firmware(tmp, "esp32s3", "s3.bin").read_bytes(),
+                       "the bootloader (file offset 0x0) is for the ESP32-S3, but board esp32-devkitc has "
+                       "an ESP32: use a MicroPython build for the ESP32"),
+    "a C3 firmware": (lambda tmp: firmware(tmp, "esp32c3", "c3.bin").read_bytes(),
+                      "is for the ESP32-C3, but board esp32-devkitc has an ESP32"),
+    "an app alone": (lambda tmp: esp_image("esp32", app=True),
+                     "an app image (it runs from flash), not a complete MicroPython firmware"),
+    "a bootloader alone": (lambda tmp: esp_image("esp32", app=False), "only a bootloader"),
+    "a damaged bootloader": (lambda tmp: _flip(firmware(tmp, "esp32").read_bytes(), 0x30),
+                             "the bootloader (file offset 0x0) fails its checksum: the file is damaged"),
+    "a cut download": (lambda tmp: firmware(tmp, "esp32").read_bytes()[:0xF000 + 600],
+                       "the app 'factory' (file offset 0xf000) is damaged: End of file reading segment"),
+    "a download cut before the app": (lambda tmp: firmware(tmp, "esp32").read_bytes()[:0x7C00],
+                                      "the app 'factory' (file offset 0xf000) is missing: the file ends at "
+                                      "0x7c00, cut short"),
+    "a damaged partition table": (lambda tmp: _flip(firmware(tmp, "esp32").read_bytes(), 0x7000 + 40),
+                                  "the partition table (file offset 0x7000) fails its MD5"),
+    "no partition table": (lambda tmp: firmware(tmp, "esp32", table=b"\xff" * 0xC00).read_bytes(),
+                           "no partition table with an app at file offset 0x7000 (flash 0x8000)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_image_check_refuses_in_one_line_naming_the_file(tmp_path, case):
+    make, message = BAD_IMAGES[case]
+    path = tmp_path / "image.bin"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(flash.FlashError) as e:
+        flash.check_image(path, boards.load("esp32-devkitc"))
+    assert str(e.value).startswith("%s: " % path)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_image_check_refuses_the_virtual_board_and_a_missing_file(tmp_path):
+    with pytest.raises(flash.FlashError, match="board virtual is the virtual board"):
+        flash.check_image(firmware(tmp_path, "esp32"), boards.load("virtual"))
+    with pytest.raises(flash.FlashError, match="nope.bin: cannot read: No such file or directory"):
+        flash.check_image(tmp_path / "nope.bin", boards.load("esp32-devkitc"))
+
+
+# ---- plans
+
+@pytest.mark.parametrize("chip,offset", [("esp32", 0x1000), ("esp32s3", 0x0), ("esp32c3", 0x0)])
+def test_plan_writes_at_the_chips_offset(tmp_path, chip, offset):
+    board = boards.load(BOARD_OF[chip])
+    image = flash.check_image(firmware(tmp_path, chip), board)
+    plan = flash.make_plan(board, image, "/dev/ttyUSB0")
+    assert (plan.offset, plan.erase, plan.verify, plan.baud) == (offset, False, True, 460800)
+    assert [a for a, _ in plan.steps] == ["connect", "prepare", "write", "verify", "mac", "reset"]
+    assert dict(plan.steps)["write"] == "write %s, %s bytes, at 0x%x" % (
+        image.path, format(image.size, ","), offset)
+
+
+def test_plan_steps_follow_the_options(tmp_path):
+    board = boards.load("esp32-devkitc")
+    image = flash.check_image(firmware(tmp_path, "esp32"), board)
+    plan = flash.make_plan(board, image, "/dev/ttyACM0", erase=True, verify=False, baud=115200,
+                           connect_attempts=0)
+    assert [text for _, text in plan.steps] == [
+        "connect to /dev/ttyACM0 (until it answers), expect an ESP32 (board esp32-devkitc)",
+        "run esptool's flasher stub at 115200 baud, attach the flash",
+        "erase the whole flash",
+        "write %s, %s bytes, at 0x1000" % (image.path, format(image.size, ",")),
+        "read the MAC: the node id",
+        "hard-reset the board: MicroPython starts"]
+    with pytest.raises(flash.FlashError, match="--connect-attempts must be 0"):
+        flash.make_plan(board, image, "/dev/ttyACM0", connect_attempts=-1)
+    with pytest.raises(flash.FlashError, match="--baud must be a positive"):
+        flash.make_plan(board, image, "/dev/ttyACM0", baud=0)
+
+
+# ---- the fake at esptool's API boundary
+
+def _bind(function, *args):
+    """Fail as the real esptool would if it could not take these arguments."""
+    inspect.signature(function).bind(*args)
+
+
+class FakeLoader:
+    """What esptool's detect_chip returns, as far as citynode uses it."""
+
+    def __init__(self, calls, chip):
+        self.calls, self.rom = calls, CHIP_DEFS[chip]
+        self.CHIP_NAME = self.rom.CHIP_NAME
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.calls.append(("close",))
+
+    def change_baud(self, baud):
+        _bind(self.rom.change_baud, self, baud)
+        self.calls.append(("change_baud", baud))
+
+    def read_mac(self):
+        _bind(self.rom.read_mac, self)
+        self.calls.append(("read_mac",))
+        return MAC
+
+
+class FakeEsptool:
+    """esptool.cmds as citynode calls it: each call checked against the real
+    function's signature and recorded; `fail` maps a name to what to raise."""
+
+    def __init__(self, chip, fail=None):
+        self.calls = []
+        self.loader = FakeLoader(self.calls, chip)
+        self.fail = fail or {}
+
+    def _call(self, name, *args, **kwargs):
+        inspect.signature(getattr(esptool.cmds, name)).bind(*args, **kwargs)
+        assert name == "detect_chip" or args[0] is self.loader
+        self.calls.append((name, kwargs) if kwargs else (name,) + args[1:])
+        if name in self.fail:
+            raise self.fail[name]
+
+    def detect_chip(self, **kwargs):
+        self._call("detect_chip", **kwargs)
+        return self.loader
+
+    def run_stub(self, esp):
+        self._call("run_stub", esp)
+        return esp
+
+    def __getattr__(self, name):  # attach_flash, erase_flash, write_flash, verify_flash, reset_chip
+        return lambda *args: self._call(name, *args)
+
+
+@pytest.fixture
+def fake_esptool(monkeypatch):
+    def install(chip, fail=None):
+        fake = FakeEsptool(chip, fail)
+        monkeypatch.setattr(flash, "esptool_api", lambda: fake)
+        return fake
+    return install
+
+
+def esptool_open_error(port, code):
+    """What esptool's loader raises when pyserial cannot open `port`: a
+    FatalError raised while handling pyserial's SerialException (the real
+    one is seen in test_missing_port_real_esptool)."""
+    try:
+        raise serial.SerialException(code, "could not open port %s: [Errno %d] %s: '%s'" % (
+            port, code, os.strerror(code), port))
+    except serial.SerialException as e:
+        try:
+            raise FatalError("Could not open %s, the port is busy or doesn't exist.\n(%s)\n" % (port, e))
+        except FatalError as fatal:
+            return fatal
+
+
+def plain_console():
+    return Console(file=io.StringIO(), width=120, highlight=False)
+
+
+@pytest.mark.parametrize("chip,offset", [("esp32", 0x1000), ("esp32s3", 0x0), ("esp32c3", 0x0)])
+def test_happy_path_esptool_calls(tmp_path, fake_esptool, chip, offset):
+    fake = fake_esptool(chip)
+    board = boards.load(BOARD_OF[chip])
+    image = flash.check_image(firmware(tmp_path, chip), board)
+    console = plain_console()
+    result = flash.run(flash.make_plan(board, image, "/dev/ttyUSB0", erase=True), console)
+    assert fake.calls == [
+        ("detect_chip", {"port": "/dev/ttyUSB0", "baud": 115200, "connect_mode": "default-reset",
+                         "connect_attempts": 7}),
+        ("run_stub",), ("change_baud", 460800), ("attach_flash",), ("erase_flash",),
+        ("write_flash", [(offset, image.data)]), ("verify_flash", [(offset, image.data)]),
+        ("read_mac",), ("reset_chip", "hard-reset"), ("close",)]
+    assert result == flash.Result(chip=CHIP_DEFS[chip].CHIP_NAME, mac="a4:cf:12:a1:b2:c3",
+                                  node_id="%s-a1b2c3" % chip)
+    out = console.file.getvalue()
+    assert "1/7 connect to /dev/ttyUSB0" in out and "7/7 hard-reset the board" in out
+
+
+def test_no_verify_and_rom_baud_leave_those_calls_out(tmp_path, fake_esptool):
+    fake = fake_esptool("esp32s3")
+    board = boards.load("esp32s3-devkitc-1")
+    image = flash.check_image(firmware(tmp_path, "esp32s3"), board)
+    flash.run(flash.make_plan(board, image, "/dev/ttyACM0", verify=False, baud=115200), plain_console())
+    assert [c[0] for c in fake.calls] == [
+        "detect_chip", "run_stub", "attach_flash", "write_flash", "read_mac", "reset_chip", "close"]
+
+
+def test_wrong_chip_is_refused_before_anything_is_written(tmp_path, fake_esptool, capsys):
+    fake = fake_esptool("esp32s3")
+    path = firmware(tmp_path, "esp32")
+    assert cli(["flash", "--port", "/dev/ttyUSB0", "--board", "esp32-devkitc", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: /dev/ttyUSB0 has an ESP32-S3, but board esp32-devkitc is an ESP32: "
+        "nothing written; use --board esp32s3-devkitc-1\n")
+    assert [c[0] for c in fake.calls] == ["detect_chip", "close"]
+
+
+def test_permission_denied_names_the_ports_group(tmp_path, fake_esptool, capsys):
+    port = tmp_path / "ttyUSB0"
+    port.touch()
+    group = grp.getgrgid(port.stat().st_gid).gr_name
+    fake_esptool("esp32", fail={"detect_chip": esptool_open_error(str(port), errno.EACCES)})
+    image = firmware(tmp_path, "esp32")
+    assert cli(["flash", "--port", str(port), "--board", "esp32-devkitc", str(image)]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: permission denied on %s: join its group %s (sudo usermod -aG %s $USER), "
+        "then log in again\n" % (port, group, group))
+
+
+def test_esptool_failure_midway_is_one_line_with_the_step(tmp_path, fake_esptool, capsys):
+    fake_esptool("esp32c3", fail={"write_flash": FatalError("MD5 of file does not match data in flash!")})
+    assert cli(["flash", "--port", "/dev/ttyACM0", "--board", "esp32c3-devkitm-1",
+                str(firmware(tmp_path, "esp32c3"))]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: write failed on /dev/ttyACM0: MD5 of file does not match data in flash!\n")
+
+
+def test_cli_prints_the_node_id(tmp_path, fake_esptool, capsys):
+    fake_esptool("esp32")
+    assert cli(["flash", "-p", "/dev/ttyUSB0", "-b", "esp32-poe", str(firmware(tmp_path, "esp32"))]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "node id: esp32-a1b2c3 (ESP32, MAC a4:cf:12:a1:b2:c3)"
+
+
+# ---- real esptool, up to where a chip would have to answer
+
+def test_missing_port_real_esptool(tmp_path, capsys):
+    port = tmp_path / "ttyUSB9"
+    image = firmware(tmp_path, "esp32")
+    assert cli(["flash", "--port", str(port), "--board", "esp32-devkitc", str(image)]) == 2
+    assert capsys.readouterr().err == ("citynode flash: error: no serial port %s: is the board plugged in? "
+                                       "`citynode flash --list` shows the ports\n" % port)
+
+
+@pytest.fixture
+def silent_port():
+    """A pseudo-terminal where nothing answers, as a board running its
+    firmware answers nothing esptool understands."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    yield os.ttyname(slave)
+    os.close(slave)
+    os.close(master)
+
+
+def test_not_in_download_mode_real_esptool(tmp_path, silent_port, capsys):
+    assert cli(["flash", "--port", silent_port, "--board", "esp32-devkitc", "--connect-attempts", "1",
+                str(firmware(tmp_path, "esp32"))]) == 2
+    # before it, once per process, esptool's own warning that a pty has no DTR/RTS to reset the chip with
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: no answer from the bootloader on %s (No serial data received.): put the "
+        "board in download mode (hold BOOT, press and release EN/RST, release BOOT) and retry" % silent_port)
+
+
+def test_busy_port_real_esptool(tmp_path, silent_port, capsys):
+    with serial.Serial(silent_port, exclusive=True):
+        assert cli(["flash", "--port", silent_port, "--board", "esp32-devkitc",
+                    str(firmware(tmp_path, "esp32"))]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: %s is in use by another program (a serial monitor, mpremote?): close it and "
+        "retry\n" % silent_port)
+
+
+def test_dry_run_prints_the_plan_without_opening_the_port(tmp_path, capsys):
+    path = firmware(tmp_path, "esp32s3")
+    capsys.readouterr()
+    assert cli(["flash", "--dry-run", "--erase", "--port", str(tmp_path / "ttyACM7"), "--board",
+                "esp32s3-devkitc-1", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("%s: ESP32-S3 image" % path)
+    assert out[1:] == [
+        "1/7 connect to %s (7 tries), expect an ESP32-S3 (board esp32s3-devkitc-1)" % (tmp_path / "ttyACM7"),
+        "2/7 run esptool's flasher stub at 460800 baud, attach the flash",
+        "3/7 erase the whole flash",
+        "4/7 write %s, %s bytes, at 0x0" % (path, format(path.stat().st_size, ",")),
+        "5/7 verify the flash at 0x0 against %s" % path,
+        "6/7 read the MAC: the node id",
+        "7/7 hard-reset the board: MicroPython starts"]
+
+
+def test_bad_image_stops_before_the_port(tmp_path, capsys):
+    path = tmp_path / "s3.bin"
+    path.write_bytes(firmware(tmp_path, "esp32s3").read_bytes())
+    assert cli(["flash", "--port", str(tmp_path / "ttyUSB9"), "--board", "esp32-devkitc", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("citynode flash: error: %s: the bootloader (file offset 0x0) "
+                                              "is for the ESP32-S3" % path)
+
+
+def test_esptool_output_and_progress_on_a_rich_console():
+    console = plain_console()
+    with showing_esptool(console):
+        log.print("Connecting...", end="")
+        log.print(".", end="")
+        log.print("")
+        log.warn("Chip was NOT reset.")
+        with log.progress(total=4096, unit="B") as bar:  # as esptool's write_flash drives it, per block
+            for block in range(4):
+                bar.update(advance=1024, description="Writing at 0x%08x" % (0x1000 + 1024 * (block + 1)))
+        log.print("Hash of data verified.")
+    assert console.file.getvalue().splitlines() == [
+        "  Connecting....",
+        "  Warning: Chip was NOT reset.",
+        "  Writing at 0x00002000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 100% 4.1/4.1 kB 0:00:00",
+        "  Hash of data verified."]
+
+
+# ---- ports
+
+def usb_port(device, vid=0x10C4, pid=0xEA60, serial_number="0001"):
+    p = ListPortInfo(device, skip_link_detection=True)
+    p.vid, p.pid, p.serial_number = vid, pid, serial_number
+    p.manufacturer, p.product = "Silicon Labs", "CP2102 USB to UART Bridge Controller"
+    return p
+
+
+def test_ports_listed_and_picked():
+    assert flash.describe_port(usb_port("/dev/ttyUSB0")) == (
+        "/dev/ttyUSB0 0001 10c4:ea60 Silicon Labs CP2102 USB to UART Bridge Controller")
+    assert flash.pick_port([usb_port("/dev/ttyUSB0")]) == "/dev/ttyUSB0"
+    with pytest.raises(flash.FlashError, match="no USB serial port found"):
+        flash.pick_port([])
+    with pytest.raises(flash.FlashError, match=r"2 USB serial ports \(/dev/ttyACM0, /dev/ttyUSB0\): choose"):
+        flash.pick_port([usb_port("/dev/ttyACM0"), usb_port("/dev/ttyUSB0")])
+
+
+def test_help_reads_like_esptools(capsys):
+    with pytest.raises(SystemExit):
+        cli(["flash", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--erase", "--baud", "--no-verify", "--list", "examples:", "0x1000 on the ESP32"):
+        assert text in out
+    assert cli(["flash", "--port", "/dev/ttyUSB0"]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: give --board BOARD and IMAGE (or --list); see citynode flash --help\n")
