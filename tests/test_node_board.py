@@ -21,7 +21,7 @@ from host_tools import boards
 from host_tools.emulators import bme280
 from host_tools.emulators.board import WDT_RESET, EmulatedBoard
 from host_tools.mosquitto import HOST, Broker
-from tests.paho_subscriber import Subscriber, unique
+from tests.paho_subscriber import Subscriber, publish, unique
 from tests.test_schemas import StrictValidator, load_schema
 
 US_PER_MM = 5.83  # round trip at about 343 m/s
@@ -103,6 +103,36 @@ def test_profile_pins_drivers_schedule_watchdog_network(broker, tmp_path):
     assert board.wdt.timeout == 5000
     assert board.wdt.feeds > done["samples"] and board.wdt.longest_gap_ms < 1000
     assert "not-printed" not in json.dumps(msgs)
+
+
+def test_home_assistant_discovery(broker, tmp_path):
+    """With ha_discovery on, the node publishes retained config topics that
+    point at its own topics and availability."""
+    site = unique("ha")
+    cfg = dict(config(broker.port, site, tmp_path), ha_discovery=True)
+    board = EmulatedBoard(i2c_pins=cfg["hal"]["i2c"])
+    board.add_ranger(5, 18, car_after(0))
+    board.attach(bme280.ADDRESS, bme280.BME280Device())
+    run_node(cfg, board, 3)
+    with Subscriber(broker.port, "homeassistant/") as ha:
+        assert ha.wait(lambda: len(ha.got) >= 4)
+        time.sleep(0.3)
+    got = {t: (json.loads(p), r) for t, p, r, _d in ha.got if site in t}
+    uid = "%s_bench-1" % site
+    assert sorted(got) == sorted("homeassistant/%s/%s_%s/config" % (c, uid, o) for c, o in (
+        ("binary_sensor", "bay-1"), ("sensor", "env_temperature"), ("sensor", "env_humidity"),
+        ("sensor", "env_atmospheric_pressure")))
+    bay, retained = got["homeassistant/binary_sensor/%s_bay-1/config" % uid]
+    assert retained
+    prefix = "citynode/%s/bench-1/" % site
+    assert (bay["state_topic"], bay["availability_topic"], bay["device_class"]) == (
+        prefix + "bay/bay-1", prefix + "status", "occupancy")
+    assert (bay["payload_on"], bay["payload_off"]) == ("occupied", "free")
+    temp = got["homeassistant/sensor/%s_env_temperature/config" % uid][0]
+    assert (temp["state_topic"], temp["unit_of_measurement"], temp["value_template"]) == (
+        prefix + "env", "°C", "{{ value_json.temp_c }}")
+    for t in got:
+        publish(broker.port, t, b"", retain=True)
 
 
 def test_a_missing_part_is_a_fault_and_the_node_goes_on(broker, tmp_path):

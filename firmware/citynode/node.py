@@ -397,8 +397,8 @@ class Node:
         if self.discovery and self.client.connected:
             from citynode.discovery import announce
 
-            announce(self.client, self.cfg, VERSION)
-            self.discovery = False
+            if announce(self.client, self.cfg, VERSION):
+                self.discovery = False
 
     def _wait_until(self, deadline):
         while True:
