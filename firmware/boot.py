@@ -1,7 +1,6 @@
 # Runs first at every power-up and reset, before main.py.
 #
-# Kept minimal: a failure here skips main.py. On a real ESP32 this is where
-# the hardware watchdog would be started (machine.WDT(timeout=...), fed by the
-# main loop); the unix port and the virtual board have no machine.WDT, so
-# nothing hardware-specific is touched here.
+# Kept minimal: a failure here skips main.py. The watchdog is started by the
+# board's hardware layer (citynode.hal_esp32) as soon as main.py has read the
+# config, and fed by the main loop from then on.
 print("citynode boot")
