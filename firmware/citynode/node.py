@@ -21,26 +21,20 @@ MicroPython (the board, the virtual board) and CPython (the desk).
 
 import gc
 import json
+import os
+import sys
 
 from citynode import VERSION, ticks
-from citynode.commands import Commands
-from citynode.config import _ID_CHARS, check_sensors
 from citynode.core import Core
 from citynode.mqtt import MQTTClient
 from citynode.outbox import Outbox
 from citynode.publisher import Publisher
-from citynode.state import restore, snapshot
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms
 from citynode.ticks import sleep_ms
 
 CONFIG_PATH = "/config.json"
-FIELDS = ("site", "node", "broker", "network", "ntp", "power", "ha_discovery", "sensors", "hal", "outbox_dir",
-          "settings", "health_s")
-BROKER_FIELDS = ("host", "port", "keepalive", "user", "password", "tls")
-HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s")}
-POWER_PROFILES = ("always_on", "duty_cycle")
 DEFAULTS = {"outbox_dir": "/outbox", "settings": "/settings.json", "health_s": 60, "recording": "/rec.jsonl",
             "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org", "power": "always_on", "wdt_s": 30}
 SLEEP_MIN_MS = 20000  # duty cycle: deep-sleep only when nothing is due for this long
@@ -53,195 +47,38 @@ _TURN_MS = 20  # the longest sleep in one turn of a waiting loop
 RETAINED_CMD = "retained commands are not run (publish commands without the retain flag)"
 
 
-# ---- config
-
-
-def _fail(message):
-    raise ValueError("config.json: " + message)
-
-
-def _is_num(v):
-    return (type(v) is int or type(v) is float) and v - v == 0
-
-
-def _only(obj, allowed, where):
-    for key in obj:
-        if key not in allowed:
-            _fail("unknown field '%s%s'" % (where, key))
-
-
-def _check_name(cfg, key):
-    v = cfg.get(key)
-    if type(v) is not str or not v or any(c not in _ID_CHARS for c in v):
-        _fail("%s must be letters, digits, '-' and '_' (it becomes an MQTT topic level)" % key)
+# ---- config: the checks live in citynode.nodeconfig, loaded for the boot
+# ---- and dropped afterwards (they are a good part of the node's code)
 
 
 def load_config(path=CONFIG_PATH):
     """The config file as a dict; ValueError (naming config.json) if it
     cannot be read or is not a JSON object."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        _fail("cannot read %s" % path)
-    try:
-        cfg = json.loads(text)
-    except ValueError:
-        _fail("not valid JSON")
-    if type(cfg) is not dict:
-        _fail("must be a JSON object")
-    return cfg
+    from citynode import nodeconfig
+
+    return nodeconfig.load_config(path)
+
+
+def check_config(cfg):
+    """Raise ValueError with the field's path (\"config.json: broker.port
+    must be an integer\") if `cfg` is not a usable node config."""
+    from citynode import nodeconfig
+
+    nodeconfig.check_config(cfg)
 
 
 def check_broker(b):
     """Raise ValueError naming the field if the `broker` part is unusable."""
-    if type(b) is not dict:
-        _fail("broker must be an object")
-    _only(b, BROKER_FIELDS, "broker.")
-    if type(b.get("host")) is not str or not b["host"]:
-        _fail("broker.host must be a non-empty string")
-    if type(b.get("port")) is not int:
-        _fail("broker.port must be an integer")
-    if not 0 < b["port"] < 65536:
-        _fail("broker.port must be 1 to 65535")
-    ka = b.get("keepalive", DEFAULTS["keepalive"])
-    if type(ka) is not int or not 0 <= ka < 65536:
-        _fail("broker.keepalive must be an integer, 0 to 65535 s")
-    for key in ("user", "password"):
-        if key in b and type(b[key]) is not str:
-            _fail("broker.%s must be a string" % key)
-    if "password" in b and "user" not in b:
-        _fail("broker.password needs broker.user")
-    tls = b.get("tls")
-    if tls is not None:
-        if type(tls) is not dict:
-            _fail("broker.tls must be an object")
-        _only(tls, ("ca", "server_hostname"), "broker.tls.")
-        if type(tls.get("ca")) is not str or not tls["ca"]:
-            _fail("broker.tls.ca must be the path of the CA certificate (DER) on the flash")
-        if "server_hostname" in tls and type(tls["server_hostname"]) is not str:
-            _fail("broker.tls.server_hostname must be a string")
+    from citynode import nodeconfig
+
+    nodeconfig.check_broker(b)
 
 
-def _gpio(v, where):
-    if type(v) is not int or not 0 <= v <= 48:
-        _fail("%s must be a GPIO number, 0 to 48" % where)
-
-
-def _check_bus(hal, key, fields):
-    bus = hal.get(key)
-    if type(bus) is not dict:
-        _fail("hal.%s must be an object with %s" % (key, ", ".join(fields)))
-    _only(bus, fields + ("freq",), "hal.%s." % key)
-    for f in fields:
-        if f == "id":
-            if type(bus.get("id")) is not int or bus["id"] < 0:
-                _fail("hal.%s.id must be a bus number" % key)
-        else:
-            _gpio(bus.get(f), "hal.%s.%s" % (key, f))
-
-
-def _check_esp32(hal, sensors):
-    """The board layer needs a place for every sensor: trigger/echo pins for
-    a GPIO ranger, the UART for an A02YYUW, the I2C bus for the BME280 and
-    the QMC5883L."""
-    pins = hal.get("pins", {})
-    if type(pins) is not dict:
-        _fail("hal.pins must be an object: sensor id -> {\"trig\": GPIO, \"echo\": GPIO}")
-    for sid in pins:
-        if all(s["id"] != sid for s in sensors):
-            _fail("hal.pins.%s: no such sensor" % sid)
-    for s in sensors:
-        sid, kind = s["id"], s["type"]
-        if kind in ("bay_ultrasonic", "water") and s.get("driver", "hc-sr04") != "a02yyuw":
-            p = pins.get(sid)
-            if type(p) is not dict:
-                _fail("hal.pins.%s must give the sensor's trig and echo GPIOs" % sid)
-            _only(p, ("trig", "echo"), "hal.pins.%s." % sid)
-            _gpio(p.get("trig"), "hal.pins.%s.trig" % sid)
-            _gpio(p.get("echo"), "hal.pins.%s.echo" % sid)
-        elif kind in ("bay_ultrasonic", "water"):
-            _check_bus(hal, "uart", ("id", "tx", "rx"))
-        else:
-            _check_bus(hal, "i2c", ("id", "sda", "scl"))
-    wdt = hal.get("wdt_s", DEFAULTS["wdt_s"])
-    if type(wdt) is not int or not 5 <= wdt <= 600:
-        _fail("hal.wdt_s must be an integer, 5 to 600 s")
-
-
-def _check_network(net):
-    if type(net) is not dict:
-        _fail("network must be an object")
-    kind = net.get("kind")
-    if kind == "wifi":
-        _only(net, ("kind", "ssid", "password"), "network.")
-        if type(net.get("ssid")) is not str or not net["ssid"]:
-            _fail("network.ssid must be a non-empty string")
-        if type(net.get("password", "")) is not str:
-            _fail("network.password must be a string")
-    elif kind == "ethernet":
-        _only(net, ("kind", "phy", "phy_addr", "mdc", "mdio", "power", "ref_clk"), "network.")
-        if net.get("phy") not in ("LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8081"):
-            _fail("network.phy must name the Ethernet PHY (e.g. LAN8720)")
-        for key in ("phy_addr", "mdc", "mdio", "power", "ref_clk"):
-            if key in net or key in ("phy_addr", "mdc", "mdio"):
-                _gpio(net.get(key), "network." + key)
-    else:
-        _fail("network.kind must be \"wifi\" or \"ethernet\"")
-
-
-def check_config(cfg):
-    """Raise ValueError with the field's path ("config.json: broker.port
-    must be an integer") if `cfg` is not a usable node config."""
-    if type(cfg) is not dict:
-        _fail("must be a JSON object")
-    _only(cfg, FIELDS, "")
-    _check_name(cfg, "site")
-    _check_name(cfg, "node")
-    check_broker(cfg.get("broker"))
-    sensors = cfg.get("sensors")
-    if type(sensors) is not list or not sensors:
-        _fail("sensors must be a non-empty list")
-    for i in range(len(sensors)):
-        if type(sensors[i]) is not dict:
-            _fail("sensors[%d] must be an object" % i)
-    try:
-        check_sensors(sensors)
-    except ValueError as e:
-        _fail("sensors: %s" % e)
-    hal = cfg.get("hal")
-    if type(hal) is not dict:
-        _fail("hal must be an object")
-    kind = hal.get("kind")
-    if kind not in HAL_FIELDS:
-        _fail("hal.kind must be \"sim\" (a recording) or \"esp32\" (the board's sensors)")
-    _only(hal, HAL_FIELDS[kind], "hal.")
-    if kind == "sim":
-        rec = hal.get("recording", DEFAULTS["recording"])
-        if type(rec) is not str or not rec:
-            _fail("hal.recording must be a file path")
-        speed = hal.get("speed", DEFAULTS["speed"])
-        if not _is_num(speed) or speed < 0:
-            _fail("hal.speed must be a number, 0 or more (1 = real time, 0 = as fast as possible)")
-    else:
-        _check_esp32(hal, sensors)
-    if "network" in cfg:
-        _check_network(cfg["network"])
-    if type(cfg.get("ntp", DEFAULTS["ntp"])) is not str:
-        _fail("ntp must be a host name")
-    if cfg.get("power", DEFAULTS["power"]) not in POWER_PROFILES:
-        _fail("power must be \"always_on\" or \"duty_cycle\"")
-    if cfg.get("power") == "duty_cycle" and kind != "esp32":
-        _fail("power \"duty_cycle\" needs hal.kind \"esp32\" (deep sleep is the board's)")
-    if type(cfg.get("ha_discovery", False)) is not bool:
-        _fail("ha_discovery must be true or false")
-    for key in ("outbox_dir", "settings"):
-        v = cfg.get(key, DEFAULTS[key])
-        if type(v) is not str or not v:
-            _fail("%s must be a path" % key)
-    health = cfg.get("health_s", DEFAULTS["health_s"])
-    if not _is_num(health) or health <= 0:
-        _fail("health_s must be a number above 0")
+def _forget(*names):
+    """Drop modules the node no longer needs, so their code can be freed."""
+    for name in names:
+        sys.modules.pop(name, None)
+    gc.collect()
 
 
 def _client(cfg, will):
@@ -304,11 +141,18 @@ class Node:
         self.publisher = Publisher(self.client, self.outbox, cfg["site"], cfg["node"])
         self.clock = self.hal.clock()
         self.core = Core(cfg["sensors"], self.clock, self.publisher.publish)
-        self.commands = Commands(self.core, cfg.get("settings", DEFAULTS["settings"]))
+        self.settings = cfg.get("settings", DEFAULTS["settings"])
+        self.reboot_requested = False
         self.notes = []  # what went wrong at boot but did not stop the node; sent in health
-        note = self.commands.load()
-        if note is not None:
-            self._note("settings: " + note)
+        try:
+            os.stat(self.settings)
+        except OSError:
+            pass  # nothing stored: the command code need not even load
+        else:
+            note = self._commands().load()
+            _forget("citynode.commands")
+            if note is not None:
+                self._note("settings: " + note)
         self.duty = cfg.get("power", DEFAULTS["power"]) == "duty_cycle"
         self.next_health = None  # the tick of the next health message
         if self.duty:
@@ -335,6 +179,8 @@ class Node:
         data = self.hal.load_state()
         if data is None:
             return
+        from citynode.state import restore
+
         self.hal.save_state(b"")
         if self.reset != "deepsleep":
             return
@@ -351,7 +197,7 @@ class Node:
         health message) when that is at least SLEEP_MIN_MS away and nothing
         would be lost: no ack waiting, nothing in flight, and the outbox
         empty (or the broker unreachable: the outbox is on flash)."""
-        if not self.duty or self._acks or self.client.pending() or self.commands.reboot_requested:
+        if not self.duty or self._acks or self.client.pending() or self.reboot_requested:
             return
         if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms):
             return
@@ -360,6 +206,8 @@ class Node:
             left = min(left, ticks_diff(self.next_health, self.hal.now()))
         if left < SLEEP_MIN_MS:
             return
+        from citynode.state import snapshot
+
         base = Core(self.cfg["sensors"], self.clock, None)  # what the config alone gives
         kept = {"core": snapshot(self.core, base), "seq": self.publisher.seq, "health": self.next_health}
         base = None
@@ -368,6 +216,14 @@ class Node:
         self.hal.sleep(left - WAKE_LEAD_MS)
 
     # ---- commands
+
+    def _commands(self):
+        """The remote-command code, loaded when needed (commands are rare,
+        and it is a good part of the node's code): re-applies nothing by
+        itself; `load()` re-applies the stored settings."""
+        from citynode.commands import Commands
+
+        return Commands(self.core, self.settings)
 
     def _on_message(self, topic, payload, retained, dup):
         """A message on `cmd/+`: answered on `cmd/ack` (queued here, sent by
@@ -381,7 +237,12 @@ class Node:
         if retained:
             ack = {"cmd": suffix[4:], "id": None, "ok": False, "reason": RETAINED_CMD}
         else:
-            ack = self.commands.handle(suffix, payload)
+            commands = self._commands()
+            commands.load()  # what is stored, so a new setting is added to it (and applied: the same)
+            ack = commands.handle(suffix, payload)
+            self.reboot_requested = self.reboot_requested or commands.reboot_requested
+            commands = None
+            _forget("citynode.commands")
         self._acks.append(ack)
 
     def service(self):
@@ -399,6 +260,7 @@ class Node:
 
             if announce(self.client, self.cfg, VERSION):
                 self.discovery = False
+                _forget("citynode.discovery")
 
     def _wait_until(self, deadline):
         while True:
@@ -450,7 +312,7 @@ class Node:
         return self.settle()
 
     def _reboot_if_asked(self):
-        if self.commands.reboot_requested:
+        if self.reboot_requested:
             self.settle(REBOOT_SETTLE_MS)  # the ack goes out first
             self.client.disconnect()
             self.hal.reboot()
@@ -533,6 +395,7 @@ def main(path=CONFIG_PATH):
         check_config(cfg)
     except ValueError as e:
         return safe_mode(cfg, str(e))
+    _forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go
     n = None
     try:
         n = Node(cfg)
