@@ -78,6 +78,10 @@ def _forget(*names):
     """Drop modules the node no longer needs, so their code can be freed."""
     for name in names:
         sys.modules.pop(name, None)
+        pkg, _, attr = name.rpartition(".")
+        parent = sys.modules.get(pkg)
+        if parent is not None and attr in parent.__dict__:  # importing set it on the package
+            delattr(parent, attr)
     gc.collect()
 
 
