@@ -28,7 +28,6 @@ command line.
 import argparse
 import asyncio
 import contextlib
-import gzip
 import json
 import logging
 import os
@@ -65,42 +64,6 @@ class DemoError(Exception):
 
 
 # ---- recording slices
-
-
-def make_slice(src, hours, dst):
-    """Write the part of recording `src` between `hours` (a, b) of its day
-    to `dst` as plain JSON Lines, with times counted from the slice's start
-    (the header's `start` moves with it, so every `ts` is unchanged). The
-    ground truth in force at the slice's start is kept, stamped at 0."""
-    lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
-    with gzip.open(src, "rt", encoding="utf-8") as f:
-        header = json.loads(f.readline())
-        before = {}
-        kept = []
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            t = rec["t"]
-            if t >= hi:
-                break
-            if t < lo:
-                if "truth" in rec:
-                    before[rec["truth"]] = rec
-                continue
-            rec["t"] = t - lo
-            kept.append(rec)
-    header["start"] = header["start"] + lo // 1000
-    header["duration_s"] = (hi - lo) // 1000
-    header["notes"] = "%s (hours %g to %g of the day)" % (header.get("notes", ""), hours[0], hours[1])
-    for rec in before.values():
-        rec["t"] = 0
-    with open(dst, "w", encoding="utf-8") as out:
-        for rec in [header] + list(before.values()) + kept:
-            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    samples = [r["t"] for r in kept if "s" in r]
-    return {"header": header, "samples": len(samples), "first": samples[0] if samples else 0,
-            "last": samples[-1] if samples else 0}
 
 
 def expected_health(info, health_s=HEALTH_S):
@@ -436,7 +399,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         for name, (rec, hours, short_hours, what) in SLICES.items():
             h = short_hours if short else hours
             path = out_dir / ("%s.jsonl" % name)
-            info = make_slice(ROOT / "recordings" / rec, h, path)
+            info = replay.make_slice(ROOT / "recordings" / rec, h, path)
             result = replay.run(path)
             plan[name] = {"path": path, "info": info, "result": result, "hours": h, "what": what,
                           "expected": len(result.messages) + expected_health(info)}
