@@ -33,7 +33,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from citynode.mqtt import MQTTClient
-from host_tools import mpy, replay, report
+from host_tools import replay, report
+from host_tools.boards import load as load_profile
+from host_tools.provision import ProvisionError, mpremote
+from host_tools.sites import node_config
 from host_tools.vboard import VirtualBoard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,14 +72,6 @@ def expected_health(info, health_s=HEALTH_S):
     """Health messages a node sends over the slice: one each time the
     recording passes the next multiple of `health_s` after its first sample."""
     return (info["last"] - info["first"]) // (health_s * 1000)
-
-
-def node_config(name, header, host, port, speed):
-    return {"site": SITE, "node": header["node"],
-            "broker": {"host": host, "port": port, "keepalive": 30},
-            "sensors": header["sensors"],
-            "hal": {"kind": "sim", "recording": "/rec.jsonl", "speed": speed},
-            "outbox_dir": "/outbox", "health_s": HEALTH_S}
 
 
 # ---- the embedded broker
@@ -282,13 +276,6 @@ class Watcher:
 # ---- the boards
 
 
-def _mpremote():
-    try:
-        return mpy.mpremote_binary()
-    except mpy.ToolMissing as e:
-        raise DemoError(str(e)) from None
-
-
 def stage_firmware(dst):
     """The citynode package as it goes to a board: sources only."""
     if dst.exists():
@@ -306,17 +293,11 @@ def provision(port, package, config, recording, say, timeout=60):
              ["fs", "cp", str(FIRMWARE / "main.py"), ":"],
              ["fs", "cp", str(config), ":config.json"],
              ["fs", "cp", str(recording), ":rec.jsonl"]]
-    cmd = [_mpremote(), "connect", port]
-    for i, step in enumerate(steps):
-        cmd += (["+"] if i else []) + step
     say("mpremote connect %s %s" % (port, " + ".join(" ".join(s) for s in steps)))
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise DemoError("mpremote on %s took more than %d s" % (port, timeout)) from None
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
-        raise DemoError("mpremote on %s failed: %s" % (port, last))
+        mpremote(port, steps, timeout=timeout)
+    except ProvisionError as e:
+        raise DemoError(str(e)) from None
 
 
 # ---- showing it
@@ -427,7 +408,11 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
                 shutil.rmtree(flash)
             flash.mkdir()
             cfg = out_dir / ("%s-config.json" % name)
-            cfg.write_text(json.dumps(node_config(name, p["info"]["header"], host, port, speed), indent=1))
+            header = p["info"]["header"]
+            config = node_config(SITE, header["node"], load_profile("virtual"), header["sensors"],
+                                 {"host": host, "port": port, "keepalive": 30}, health_s=HEALTH_S,
+                                 speed=speed)
+            cfg.write_text(json.dumps(config, indent=1))
             p["config"] = cfg
             boards[name] = VirtualBoard(flash)
             boards[name].start()
