@@ -88,7 +88,7 @@ def mpremote(port, steps, timeout=PROBE_TIMEOUT_S, resume=False):
         lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
         last = lines[-1] if lines else "exit status %d" % p.returncode
         if "failed to access" in last or "no device found" in last:
-            last += " (check the port, and that no other program holds it)"
+            last += "; check the port (the inventory's port column or --port)"
         raise ProvisionError("mpremote on %s failed: %s" % (port, last))
     return p.stdout
 
@@ -716,7 +716,7 @@ def run(site_path, inventory_path, only=(), ports=None, resume=False, wait_onlin
             res["result"] = "ok"
             online = res["online_s"]
             res["detail"] = "ok" + (", online after %.1f s" % online if online is not None else "")
-        except ProvisionError as e:
+        except (ProvisionError, OSError) as e:  # OSError: the port or the broker went away mid-way
             res = {"result": "failed", "detail": "FAILED: %s" % o.clean(str(e)), "uploaded": 0}
             say(res["detail"])
         res["seconds"] = round(time.monotonic() - t0, 1)

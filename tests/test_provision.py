@@ -660,8 +660,8 @@ def test_a_failed_board_is_resumed_alone(fleet):
     assert wrong.returncode == 1
     got = _summary(wrong.stdout)
     assert got["park-2"] == (0, "FAILED: mpremote on /dev/pts/99999 failed: mpremote: failed to access "
-                                "/dev/pts/99999 (it may be in use by another program) (check the port, and "
-                                "that no other program holds it)")
+                                "/dev/pts/99999 (it may be in use by another program); check the port (the "
+                                "inventory's port column or --port)")
     assert got["park-1"][1].startswith("ok") and got["street-1"][1].startswith("ok")
     assert "1 of 3 nodes failed (park-2); fix them, then: citynode provision ... --resume" in wrong.stdout
     assert wrong.state["nodes"]["park-2"]["result"] == "failed"
