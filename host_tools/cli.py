@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, flash, replay, synth
+from host_tools import boards, flash, provision, replay, synth
 
 EXIT_ERROR = 2
 
@@ -225,6 +225,7 @@ def build_parser():
 
     boards.add_parser(sub)
     flash.add_parser(sub)
+    provision.add_parser(sub)
     return p
 
 

@@ -28,13 +28,11 @@ command line.
 import argparse
 import asyncio
 import contextlib
-import gzip
 import json
 import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +40,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from citynode.mqtt import MQTTClient
-from host_tools import mpy, replay, report
+from host_tools import replay, report
+from host_tools.boards import load as load_profile
+from host_tools.provision import ProvisionError, mpremote
+from host_tools.sites import node_config
 from host_tools.vboard import VirtualBoard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,54 +68,10 @@ class DemoError(Exception):
 # ---- recording slices
 
 
-def make_slice(src, hours, dst):
-    """Write the part of recording `src` between `hours` (a, b) of its day
-    to `dst` as plain JSON Lines, with times counted from the slice's start
-    (the header's `start` moves with it, so every `ts` is unchanged). The
-    ground truth in force at the slice's start is kept, stamped at 0."""
-    lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
-    with gzip.open(src, "rt", encoding="utf-8") as f:
-        header = json.loads(f.readline())
-        before = {}
-        kept = []
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            t = rec["t"]
-            if t >= hi:
-                break
-            if t < lo:
-                if "truth" in rec:
-                    before[rec["truth"]] = rec
-                continue
-            rec["t"] = t - lo
-            kept.append(rec)
-    header["start"] = header["start"] + lo // 1000
-    header["duration_s"] = (hi - lo) // 1000
-    header["notes"] = "%s (hours %g to %g of the day)" % (header.get("notes", ""), hours[0], hours[1])
-    for rec in before.values():
-        rec["t"] = 0
-    with open(dst, "w", encoding="utf-8") as out:
-        for rec in [header] + list(before.values()) + kept:
-            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    samples = [r["t"] for r in kept if "s" in r]
-    return {"header": header, "samples": len(samples), "first": samples[0] if samples else 0,
-            "last": samples[-1] if samples else 0}
-
-
 def expected_health(info, health_s=HEALTH_S):
     """Health messages a node sends over the slice: one each time the
     recording passes the next multiple of `health_s` after its first sample."""
     return (info["last"] - info["first"]) // (health_s * 1000)
-
-
-def node_config(name, header, host, port, speed):
-    return {"site": SITE, "node": header["node"],
-            "broker": {"host": host, "port": port, "keepalive": 30},
-            "sensors": header["sensors"],
-            "hal": {"kind": "sim", "recording": "/rec.jsonl", "speed": speed},
-            "outbox_dir": "/outbox", "health_s": HEALTH_S}
 
 
 # ---- the embedded broker
@@ -322,13 +279,6 @@ class Watcher:
 # ---- the boards
 
 
-def _mpremote():
-    try:
-        return mpy.mpremote_binary()
-    except mpy.ToolMissing as e:
-        raise DemoError(str(e)) from None
-
-
 def stage_firmware(dst):
     """The citynode package as it goes to a board: sources only."""
     if dst.exists():
@@ -346,17 +296,11 @@ def provision(port, package, config, recording, say, timeout=60):
              ["fs", "cp", str(FIRMWARE / "main.py"), ":"],
              ["fs", "cp", str(config), ":config.json"],
              ["fs", "cp", str(recording), ":rec.jsonl"]]
-    cmd = [_mpremote(), "connect", port]
-    for i, step in enumerate(steps):
-        cmd += (["+"] if i else []) + step
     say("mpremote connect %s %s" % (port, " + ".join(" ".join(s) for s in steps)))
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise DemoError("mpremote on %s took more than %d s" % (port, timeout)) from None
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
-        raise DemoError("mpremote on %s failed: %s" % (port, last))
+        mpremote(port, steps, timeout=timeout)
+    except ProvisionError as e:
+        raise DemoError(str(e)) from None
 
 
 # ---- showing it
@@ -439,7 +383,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         for name, (rec, hours, short_hours, what) in SLICES.items():
             h = short_hours if short else hours
             path = out_dir / ("%s.jsonl" % name)
-            info = make_slice(ROOT / "recordings" / rec, h, path)
+            info = replay.make_slice(ROOT / "recordings" / rec, h, path)
             result = replay.run(path)
             plan[name] = {"path": path, "info": info, "result": result, "hours": h, "what": what,
                           "expected": len(result.messages) + expected_health(info)}
@@ -467,7 +411,11 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
                 shutil.rmtree(flash)
             flash.mkdir()
             cfg = out_dir / ("%s-config.json" % name)
-            cfg.write_text(json.dumps(node_config(name, p["info"]["header"], host, port, speed), indent=1))
+            header = p["info"]["header"]
+            config = node_config(SITE, header["node"], load_profile("virtual"), header["sensors"],
+                                 {"host": host, "port": port, "keepalive": 30}, health_s=HEALTH_S,
+                                 speed=speed)
+            cfg.write_text(json.dumps(config, indent=1))
             p["config"] = cfg
             boards[name] = VirtualBoard(flash)
             boards[name].start()

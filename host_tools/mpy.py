@@ -43,11 +43,12 @@ def mpy_cross_binary():
     return _tool("mpy-cross", "mpy-cross")
 
 
-def compile_package(src, dest):
+def compile_package(src, dest, flags=()):
     """Compile every .py of the package folder `src`, and of its
     subpackages, to .mpy under `dest/<package name>/`, as it would be
-    copied to a board; returns that folder. A syntax error raises
-    CalledProcessError with mpy-cross's message."""
+    copied to a board; returns that folder. `flags` go to mpy-cross (e.g.
+    `["-b", "6.1"]` for an older board's .mpy version). A syntax error
+    raises CalledProcessError with mpy-cross's message."""
     src = Path(src).resolve()
     root = src.parent
     out = Path(dest).resolve() / src.name
@@ -60,6 +61,6 @@ def compile_package(src, dest):
         target.parent.mkdir(parents=True, exist_ok=True)
         # Named relative to the package's parent, as on the board: the name is
         # stored in the .mpy, so the bytes do not depend on where the tree is.
-        subprocess.run([cross, "-o", str(target), rel.as_posix()],
+        subprocess.run([cross, *flags, "-o", str(target), rel.as_posix()],
                        cwd=root, check=True, capture_output=True, text=True)
     return out

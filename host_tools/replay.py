@@ -8,6 +8,7 @@ MicroPython run imports the core compiled by mpy-cross.
 """
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -52,6 +53,13 @@ def _open(path):
     if str(path).endswith(".gz"):
         return gzip.open(path, "rb")
     return open(path, "rb")
+
+
+def read_header(path):
+    """The checked header of a recording (only its first line is read);
+    raises RecordingError (path:line: what) or OSError."""
+    with _open(path) as f, Reader(str(path), stream=f) as reader:
+        return reader.header
 
 
 def read_truth(path):
@@ -114,6 +122,44 @@ def plain_copy(path, dst):
     with _open(path) as src, open(dst, "wb") as out:
         shutil.copyfileobj(src, out)
     return Path(dst)
+
+
+def make_slice(src, hours, dst):
+    """Write the part of recording `src` (.jsonl or .jsonl.gz) between
+    `hours` (a, b) of its day to `dst` as plain JSON Lines, with times
+    counted from the slice's start (the header's `start` moves with it, so
+    every `ts` is unchanged). The ground truth in force at the slice's start
+    is kept, stamped at 0. Returns the new header, the sample count and the
+    first and last sample times."""
+    lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
+    with io.TextIOWrapper(_open(src), encoding="utf-8") as f:
+        header = json.loads(f.readline())
+        before = {}
+        kept = []
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            t = rec["t"]
+            if t >= hi:
+                break
+            if t < lo:
+                if "truth" in rec:
+                    before[rec["truth"]] = rec
+                continue
+            rec["t"] = t - lo
+            kept.append(rec)
+    header["start"] = header["start"] + lo // 1000
+    header["duration_s"] = (hi - lo) // 1000
+    header["notes"] = "%s (hours %g to %g of the day)" % (header.get("notes", ""), hours[0], hours[1])
+    for rec in before.values():
+        rec["t"] = 0
+    with open(dst, "w", encoding="utf-8") as out:
+        for rec in [header] + list(before.values()) + kept:
+            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    samples = [r["t"] for r in kept if "s" in r]
+    return {"header": header, "samples": len(samples), "first": samples[0] if samples else 0,
+            "last": samples[-1] if samples else 0}
 
 
 def _run_micropython(path, heap):
