@@ -197,10 +197,10 @@ def check_config(cfg):
         _fail("power \"duty_cycle\" needs hal.kind \"esp32\" (deep sleep is the board's)")
     if type(cfg.get("ha_discovery", False)) is not bool:
         _fail("ha_discovery must be true or false")
-    for key in ("outbox_dir", "settings"):
+    for key, what in (("outbox_dir", "folder"), ("settings", "file")):
         v = cfg.get(key, DEFAULTS[key])
         if type(v) is not str or not v:
-            _fail("%s must be a path" % key)
+            _fail("%s must be a %s path" % (key, what))
     health = cfg.get("health_s", DEFAULTS["health_s"])
     if not _is_num(health) or health <= 0:
         _fail("health_s must be a number above 0")
