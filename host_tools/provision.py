@@ -46,6 +46,9 @@ from host_tools import mpy, replay, sites
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 PACKAGE = "citynode"
+# Adafruit's BME280 driver and its bus helper (pinned host packages), which
+# the firmware's BME280 driver imports: compiled into /lib on real boards.
+LIBRARIES = ("adafruit_bme280", "adafruit_bus_device")
 MIN_MICROPYTHON = (1, 20)  # the oldest MicroPython the firmware is written for
 # sys.implementation._mpy >> 10: MicroPython's native architectures, in order.
 ARCHES = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa",
@@ -307,6 +310,20 @@ class Workspace:
                 self._compiled[flags] = files
             return dict(self._compiled[flags])
 
+    def libraries(self, flags):
+        """{board path: local file}: LIBRARIES as .mpy under /lib."""
+        with self._lock:
+            key = ("lib",) + tuple(flags)
+            if key not in self._compiled:
+                dest = self.dir / ("lib%s" % "".join(flags).replace("-", "_"))
+                files = {}
+                for name in LIBRARIES:
+                    pkg = mpy.compile_package(Path(mpy.library_path()) / name, dest, flags)
+                    for f in sorted(pkg.rglob("*.mpy")):
+                        files["/lib/" + f.relative_to(dest).as_posix()] = f
+                self._compiled[key] = files
+            return dict(self._compiled[key])
+
     def recording(self, kind):
         """The plain recording a virtual node of `kind` replays (sliced to
         the site's hours, if it gives them)."""
@@ -373,10 +390,10 @@ def probe_paths(row, site):
 def changes(files, on_board):
     """(to upload, to remove): the board paths of `files` ({board path: local
     file}) whose hash differs from `on_board`'s, and the files under the
-    package folder that are not in `files`."""
+    package's and the libraries' folders that are not in `files`."""
     upload = [p for p in sorted(files) if sha256_file(files[p]) != on_board.get(p)]
-    prefix = "/%s/" % PACKAGE
-    remove = [p for p in sorted(on_board) if p.startswith(prefix) and p not in files]
+    owned = tuple("/%s/" % d for d in (PACKAGE,) + tuple("lib/" + n for n in LIBRARIES))
+    remove = [p for p in sorted(on_board) if p.startswith(owned) and p not in files]
     return upload, remove
 
 
@@ -516,10 +533,13 @@ class StatusWatch:
 def provision_node(row, port, cfg, site, workspace, wait_online=None, say=print):
     """Provision one board; returns {"uploaded", "removed", "online_s"}.
     ProvisionError (one line) when it cannot."""
-    info = probe(port, probe_paths(row, site), ["/" + PACKAGE])
+    folders = ["/" + PACKAGE] + ([] if row.board.virtual else ["/lib/" + n for n in LIBRARIES])
+    info = probe(port, probe_paths(row, site), folders)
     say("%s on %s" % (info.describe(), port))
     flags = compile_flags(info, row)
     files = workspace.firmware(flags)
+    if not row.board.virtual:  # a board reads its BME280 through Adafruit's driver
+        files.update(workspace.libraries(flags))
     files.update(node_extras(row, site, workspace))
     files["/config.json"] = workspace.config(row.node, cfg)
     to_upload, to_remove = changes(files, info.files)

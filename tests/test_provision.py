@@ -5,6 +5,7 @@ Mosquitto, a second run uploading nothing, a failed board resumed."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -680,3 +681,35 @@ def test_no_secret_is_ever_shown_or_kept(fleet):
     # ...while the node does get its broker password.
     cfg = json.loads((fleet["boards"]["park-1"].flash_dir / "config.json").read_text())
     assert cfg["broker"]["password"] == BROKER_SECRET
+
+
+def test_a_board_gets_the_bme280_libraries_its_driver_imports(tmp_path):
+    """Real boards get Adafruit's BME280 driver compiled into /lib: with only
+    those .mpy files (not the host's packages) on its path, MicroPython
+    reads an emulated BME280 through the firmware's driver."""
+    workspace = provision.Workspace(None)
+    try:
+        files = workspace.libraries(())
+        for board_path, local in files.items():
+            dst = tmp_path / board_path.lstrip("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(local, dst)
+    finally:
+        workspace.close()
+    assert "/lib/adafruit_bme280/basic.mpy" in files and "/lib/adafruit_bus_device/i2c_device.mpy" in files
+    script = tmp_path / "read.py"
+    script.write_text(
+        "from host_tools.emulators.i2c import I2CBus\n"
+        "from host_tools.emulators import bme280\n"
+        "from citynode.drivers.bme280 import BME280\n"
+        "bus = I2CBus()\n"
+        "bus.attach(bme280.ADDRESS, bme280.BME280Device())\n"
+        "temp = BME280(bus).sample()['temp_c']\n"
+        "import adafruit_bme280.basic as b\n"
+        "print(b.__file__, temp)\n")
+    env = dict(os.environ, MICROPYPATH="%s:%s:%s" % (tmp_path / "lib", ROOT / "firmware", ROOT))
+    p = subprocess.run([mpy.micropython_binary(), str(script)], env=env, capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    where, temp = p.stdout.split()
+    assert where.endswith("lib/adafruit_bme280/basic.mpy") and temp == "25.08"
