@@ -85,11 +85,14 @@ class Relay:
     `hold()` passes nothing either way (client bytes are still recorded),
     `s2c_budget` lets that many more broker->client bytes through and then
     stalls (`budget_action="stall"`) or closes ("cut"), `chunk` delivers
-    broker->client bytes in pieces of that size, `drop()` closes all."""
+    broker->client bytes in pieces of that size, `lose_publishes` makes the
+    next that many client PUBLISH packets vanish on a connection that
+    otherwise works (a broker that loses a message), `drop()` closes all."""
 
     class Conn:
         def __init__(self, client, server):
             self.client, self.server = client, server
+            self.pending = bytearray()  # client bytes not yet framed (while losing publishes)
             self.c2s = bytearray()
             self.c2s_times = []  # (monotonic time, bytes)
             self.open = True
@@ -102,6 +105,7 @@ class Relay:
         self.s2c_budget = None
         self.budget_action = "stall"
         self.chunk = 0
+        self.lose_publishes = 0
         self.last_s2c = None
         self._stop = False
         self._ls = socket.socket()
@@ -166,7 +170,7 @@ class Relay:
                         conn.c2s += data
                         conn.c2s_times.append((time.monotonic(), data))
                         if self.forward_c2s:
-                            u.sendall(data)
+                            u.sendall(self._c2s_kept(conn, data))
                     elif not data:
                         if self.forward_c2s:
                             return
@@ -180,6 +184,34 @@ class Relay:
             c.close()
             u.close()
             conn.done.set()
+
+    def _c2s_kept(self, conn, data):
+        """What of the client's bytes goes on: all, unless PUBLISH packets
+        are to be lost, in which case whole packets are framed first."""
+        if not self.lose_publishes and not conn.pending:
+            return data
+        buf = conn.pending + data
+        out = bytearray()
+        while len(buf) >= 2:
+            n = shift = 0
+            i = 1
+            while i < len(buf):
+                n |= (buf[i] & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not buf[i - 1] & 0x80:
+                    break
+            else:
+                break
+            if len(buf) < i + n:
+                break
+            packet, buf = buf[:i + n], buf[i + n:]
+            if packet[0] >> 4 == 3 and self.lose_publishes:
+                self.lose_publishes -= 1
+                continue
+            out += packet
+        conn.pending = bytearray(buf)
+        return bytes(out)
 
     def _to_client(self, conn, data):
         if self.s2c_budget is not None:
@@ -384,6 +416,37 @@ def test_oversized_message_is_skipped_not_fatal(broker):
     assert node.dropped == 1 and node.connected
     node.disconnect()
     pub.disconnect()
+
+
+# ---- a broker that loses a message on a live connection
+
+
+def test_a_lost_puback_means_a_new_connection_and_a_resend(broker):
+    """The broker answers (PINGRESP, later PUBACKs) but one PUBLISH never
+    arrives: after `ack_timeout_ms` without its PUBACK the client treats the
+    connection as broken, reconnects and sends it again with DUP."""
+    relay = Relay(broker.port)
+    try:
+        topic = unique("lost")
+        sub, got = listener(broker.port, topic)
+        node = MQTTClient(unique("node"), HOST, relay.port, ack_timeout_ms=800)
+        node.connect()
+        relay.lose_publishes = 1  # the next PUBLISH vanishes on the way
+        for i in range(1, 4):
+            node.publish(topic, b"%d" % i, qos=1)
+        assert pump([node, sub], lambda: len(got) == 2 and node.pending() == 1)
+        assert [int(p) for _t, p, _r, _d in got] == [2, 3]
+        assert pump([node, sub], lambda: not node.connected, timeout=3)
+        assert str(node.last_error).startswith("no PUBACK for ")
+        assert pump([node, sub], lambda: node.maintain() and node.pending() == 0 and len(got) == 3, timeout=5)
+        assert len(relay.conns) == 2
+        again = [p for p in publishes(relay.conns[1].c2s) if p["topic"] == topic]
+        assert [(int(p["payload"]), p["dup"]) for p in again] == [(1, True)]
+        assert [int(p) for _t, p, _r, _d in got] == [2, 3, 1]
+        sub.disconnect()
+        node.disconnect()
+    finally:
+        relay.close()
 
 
 # ---- an outage: kept, resent with DUP, in order, none lost

@@ -67,7 +67,7 @@ class MQTTClient:
 
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  ssl_ca=None, server_hostname=None, will_topic=None, clean=True,
-                 op_timeout_ms=5000, max_pending=32, max_packet=4096):
+                 op_timeout_ms=5000, max_pending=32, max_packet=4096, ack_timeout_ms=10000):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -80,6 +80,7 @@ class MQTTClient:
         self.clean = clean
         self.op_timeout_ms = op_timeout_ms
         self.max_pending = min(max_pending, 60000)  # unacknowledged QoS 1 messages kept at most
+        self.ack_timeout_ms = ack_timeout_ms  # a PUBACK this late: the connection is broken
         self.max_packet = max_packet  # larger incoming PUBLISH payloads are skipped (delivered as None)
         self.on_message = None  # on_message(topic, payload_bytes or None if too large, retained, dup)
         self.connected = False
@@ -93,7 +94,7 @@ class MQTTClient:
         self._poller = None
         self._ctx = None
         self._pid = 0
-        self._inflight = []  # [pid, topic, payload, retain, sent_before] in publish order
+        self._inflight = []  # [pid, topic, payload, retain, sent_before, sent_at] in publish order
         self._subs = []  # [topic, qos, acknowledged]: renewed after a reconnect without a session
         self._suback = None
         self._fails = 0
@@ -157,7 +158,7 @@ class MQTTClient:
             raise ValueError("qos must be 0 or 1")
         if len(self._inflight) >= self.max_pending:
             raise MQTTError("%d messages await PUBACK" % len(self._inflight))
-        entry = [self._new_pid(), topic, payload, retain, False]
+        entry = [self._new_pid(), topic, payload, retain, False, None]
         self._inflight.append(entry)
         if self.connected:
             self._guard(self._send_entry, entry)
@@ -281,7 +282,7 @@ class MQTTClient:
             topic = _as_bytes(self.will_topic)
             # An older birth still unacknowledged would only repeat this one.
             self._inflight = [e for e in self._inflight if not (e[1] == topic and e[2] == b"online")]
-            self._inflight.insert(0, [self._new_pid(), topic, b"online", True, False])
+            self._inflight.insert(0, [self._new_pid(), topic, b"online", True, False, None])
         for entry in list(self._inflight):
             self._send_entry(entry, end)
         for sub in list(self._subs):
@@ -346,6 +347,7 @@ class MQTTClient:
     def _send_entry(self, entry, end):
         dup = entry[4]
         entry[4] = True  # any later transmission is a retransmission
+        entry[5] = ticks_ms()
         self._send(_publish_packet(entry[1], entry[2], 1, entry[3], dup, entry[0]), end)
 
     def _subscribe(self, topic, qos, end):
@@ -368,10 +370,17 @@ class MQTTClient:
         return granted
 
     def _keepalive(self, end):
-        if not self.keepalive or not self.connected:
+        if not self.connected:
+            return
+        now = ticks_ms()
+        inflight = self._inflight
+        if inflight and inflight[0][5] is not None and ticks_diff(now, inflight[0][5]) >= self.ack_timeout_ms:
+            # The broker answers but has lost this message: only a new
+            # connection makes MQTT 3.1.1 send it again (with DUP).
+            raise MQTTError("no PUBACK for %d ms" % ticks_diff(now, inflight[0][5]))
+        if not self.keepalive:
             return
         ka = self.keepalive * 1000
-        now = ticks_ms()
         rx = ticks_diff(now, self._rx)
         # PINGREQ after ka/2 of silence leaves the broker ka*3/4 to answer;
         # polled every ka/4, a dead peer is closed within 1.5 x keepalive.

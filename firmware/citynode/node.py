@@ -35,8 +35,9 @@ from citynode.ticks import now_ms as ticks_ms
 from citynode.ticks import sleep_ms
 
 CONFIG_PATH = "/config.json"
-DEFAULTS = {"outbox_dir": "/outbox", "settings": "/settings.json", "health_s": 60, "recording": "/rec.jsonl",
-            "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org", "power": "always_on", "wdt_s": 30}
+DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.json", "health_s": 60,
+            "recording": "/rec.jsonl", "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org",
+            "power": "always_on", "wdt_s": 30}
 SLEEP_MIN_MS = 20000  # duty cycle: deep-sleep only when nothing is due for this long
 WAKE_LEAD_MS = 5000  # and wake this much before it (boot, network, broker)
 SETTLE_MS = 30000  # at the end of a recording: at most this long to empty the outbox
@@ -141,7 +142,8 @@ class Node:
         self.boot_ms = ticks_ms()
         self.prefix = "citynode/%s/%s/" % (cfg["site"], cfg["node"])
         self.client = _client(cfg, True)
-        self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]))
+        self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]),
+                             max_bytes=cfg.get("outbox_kb", DEFAULTS["outbox_kb"]) * 1024)
         self.publisher = Publisher(self.client, self.outbox, cfg["site"], cfg["node"])
         self.clock = self.hal.clock()
         self.core = Core(cfg["sensors"], self.clock, self.publisher.publish)

@@ -11,7 +11,7 @@ from citynode.config import _ID_CHARS, check_sensors
 from citynode.node import CONFIG_PATH, DEFAULTS
 
 FIELDS = ("site", "node", "broker", "network", "ntp", "power", "ha_discovery", "sensors", "hal", "outbox_dir",
-          "settings", "health_s")
+          "outbox_kb", "settings", "health_s")
 BROKER_FIELDS = ("host", "port", "keepalive", "user", "password", "tls")
 HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s")}
 POWER_PROFILES = ("always_on", "duty_cycle")
@@ -201,6 +201,10 @@ def check_config(cfg):
         v = cfg.get(key, DEFAULTS[key])
         if type(v) is not str or not v:
             _fail("%s must be a %s path" % (key, what))
+    kb = cfg.get("outbox_kb", DEFAULTS["outbox_kb"])
+    if type(kb) is not int or not 8 <= kb <= 16384:
+        _fail("outbox_kb must be an integer, 8 to 16384 (KB of flash for readings kept while the broker "
+              "is away)")
     health = cfg.get("health_s", DEFAULTS["health_s"])
     if not _is_num(health) or health <= 0:
         _fail("health_s must be a number above 0")
