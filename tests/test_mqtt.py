@@ -87,7 +87,10 @@ class Relay:
     stalls (`budget_action="stall"`) or closes ("cut"), `chunk` delivers
     broker->client bytes in pieces of that size, `lose_publishes` makes the
     next that many client PUBLISH packets vanish on a connection that
-    otherwise works (a broker that loses a message), `drop()` closes all."""
+    otherwise works (a broker that loses a message), `c2s_cut_after` lets
+    that many more client bytes through and then closes the connection (a
+    cut in the middle of whatever the client was sending), `drop()` closes
+    all."""
 
     class Conn:
         def __init__(self, client, server):
@@ -106,6 +109,7 @@ class Relay:
         self.budget_action = "stall"
         self.chunk = 0
         self.lose_publishes = 0
+        self.c2s_cut_after = None
         self.last_s2c = None
         self._stop = False
         self._ls = socket.socket()
@@ -169,7 +173,14 @@ class Relay:
                             return
                         conn.c2s += data
                         conn.c2s_times.append((time.monotonic(), data))
-                        if self.forward_c2s:
+                        if self.c2s_cut_after is not None:
+                            keep = data[:self.c2s_cut_after]
+                            self.c2s_cut_after -= len(keep)
+                            u.sendall(keep)
+                            if self.c2s_cut_after == 0:
+                                self.c2s_cut_after = None  # the next connection passes
+                                return
+                        elif self.forward_c2s:
                             u.sendall(self._c2s_kept(conn, data))
                     elif not data:
                         if self.forward_c2s:

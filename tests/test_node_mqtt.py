@@ -242,6 +242,50 @@ def test_a_broker_restart_loses_and_reorders_nothing(broker, recordings, tmp_pat
           % (n, held_s, down_s, done["stored"], len(resent), len(repeats), flagged))
 
 
+@pytest.mark.parametrize("direction", ["node-to-broker", "broker-to-node"])
+def test_a_connection_cut_mid_packet_loses_and_reorders_nothing(broker, recordings, tmp_path, direction):
+    """The proxy closes the connection in the middle of a packet: of a
+    PUBLISH the node is sending, or of what the broker is sending back
+    (PUBACKs). The node reconnects and resends what was not acknowledged:
+    seq 1..N in order at the subscriber, the replay's messages, repeats
+    only as resends."""
+    reference = replay.run(recordings["storm"]).messages
+    n = len(reference)
+    site = unique("cut")
+    prefix = "citynode/%s/street-demo-1/" % site
+    relay = Relay(broker.port)
+    proc = None
+    try:
+        with Subscriber(broker.port, prefix) as sub:
+            proc = start_node(relay.port, recordings["storm"], tmp_path / "outbox", site, "--pace-ms", "5")
+            assert sub.wait(lambda: sub.first_seen() >= 100, timeout=15)
+            if direction == "node-to-broker":
+                relay.c2s_cut_after = 61  # a PUBLISH is ~150 bytes: this ends inside one
+            else:
+                relay.budget_action = "cut"
+                relay.s2c_budget = 3  # inside the next PUBACK (4 bytes)
+            assert sub.wait(lambda: len(relay.conns) >= 2, timeout=10)  # cut, and connected again
+            done = finish(proc)
+            assert done["seq"] == n == done["published"] and done["settled"], done
+            assert done["lost"] == 0 and done["dropped"] == 0
+            assert sub.wait(lambda: sub.first_seen() >= n)
+            repeats = check_same_as_replay(sub, reference)
+        sent = wire(relay, prefix)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        relay.close()
+    first = {}
+    for c, seq, dup, _pid, _q, _r in sent:
+        if seq in first:
+            assert dup and c > first[seq], (c, seq)  # only a later connection resends, with DUP
+        else:
+            first[seq] = c
+    print("cut %s: %d messages, %d connections, %d repeats at the subscriber"
+          % (direction, n, len(relay.conns), len(repeats)))
+
+
 def test_a_killed_node_leaves_offline_on_status(broker, recordings, tmp_path):
     site = unique("kill")
     prefix = "citynode/%s/street-demo-1/" % site
