@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import replay, synth
+from host_tools import monitor, replay, synth
 
 EXIT_ERROR = 2
 
@@ -222,6 +222,8 @@ def build_parser():
                                                        "(default: %(default)s)")
     d.add_argument("--speed", type=float, help="recording seconds per second (default: the demo's own)")
     d.set_defaults(func=cmd_demo)
+
+    monitor.add_parser(sub)
     return p
 
 
