@@ -386,9 +386,9 @@ def health_text(n):
         parts.append("up %s" % _ago(h["uptime_s"]))
     if isinstance(h.get("heap_free"), int):
         parts.append("heap %d" % h["heap_free"])
-    for key, label in (("outbox_depth", "outbox"), ("in_flight", "in flight"), ("dropped", "dropped"),
-                       ("lost", "lost")):
-        if isinstance(h.get(key), int):
+    for key, label, always in (("outbox_depth", "outbox", True), ("in_flight", "in flight", False),
+                               ("dropped", "dropped", True), ("lost", "lost", False)):
+        if isinstance(h.get(key), int) and (always or h[key]):
             parts.append("%s %d" % (label, h[key]))
     if h.get("fw") is not None:
         parts.append("fw %s" % h["fw"])
@@ -447,7 +447,7 @@ def render_table(fleet, now, title):
 
     table = Table(title=title)
     for col in ("node", "status", "last seen", "bays", "water", "env", "health", "events", "seq"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "node")
     for n in fleet.sorted():
         status = Text(status_text(n), style="bold magenta" if n.stale else _STATUS_STYLE.get(n.status, ""))
         alerts = {w.get("alert") for w in n.water.values()}

@@ -59,6 +59,15 @@ def subscriptions(site, share=None):
     return out
 
 
+def describe(filters):
+    """The filters in short: citynode/+/+/{status,bay/+} $share/g/citynode/+/+/{water,...}."""
+    groups = {}
+    for f in filters:
+        head, _sep, kind = f.rpartition("/+/")
+        groups.setdefault(head + "/+/", []).append(kind)
+    return " ".join("%s{%s}" % (head, ",".join(kinds)) for head, kinds in groups.items())
+
+
 def check_args(site, share, stale_s, duration):
     if site != "+" and not _NAME.match(site):
         raise MonitorError("--site must be letters, digits, '-' and '_' (or + for every site), not %r" % site)
@@ -68,6 +77,11 @@ def check_args(site, share, stale_s, duration):
         raise MonitorError("--stale must be above 0 seconds, not %g" % stale_s)
     if duration is not None and not duration > 0:
         raise MonitorError("--duration must be above 0 seconds, not %g" % duration)
+
+
+def _why(rc):
+    """' (reason)' for a paho reason code that says something, else ''."""
+    return "" if rc.value in (0, 128) else " (%s)" % rc  # 128: paho's "Unspecified error"
 
 
 class _Client:
@@ -125,7 +139,7 @@ class _Client:
         self.events.put(("message", msg.topic, msg.payload, bool(msg.retain)))
 
     def _on_disconnect(self, _client, _userdata, _flags, rc, _props):
-        self.events.put(("lost", str(rc)))
+        self.events.put(("lost", rc))
 
     def next_event(self, timeout):
         """The next event, or None after `timeout` s."""
@@ -149,6 +163,9 @@ class _Client:
             if ev[0] == "message":
                 self._early.append(ev)
                 continue
+            if ev[0] == "lost":
+                raise MonitorError("%s closed the connection without accepting it%s (is it an MQTT broker?)"
+                                   % (self.where(), _why(ev[1])))
             self.check(ev)
             got.add(ev[0])
 
@@ -184,8 +201,8 @@ def run(host, port, site="+", user=None, password=None, stale_s=fleet.DEFAULT_ST
     try:
         client.wait_ready()
         print("citynode monitor: watching %s on %s, stale after %g s" % (
-            " ".join(filters), client.where(), stale_s), file=err, flush=True)
-        view = _View(nodes, out, json_out, console, once)
+            describe(filters), client.where(), stale_s), file=err, flush=True)
+        view = _View(nodes, out, json_out, console, once, "citynode monitor: %s" % client.where())
         if console is not None and not once:
             from rich.live import Live
 
@@ -217,12 +234,16 @@ def run(host, port, site="+", user=None, password=None, stale_s=fleet.DEFAULT_ST
         client.stop()
 
 
-def _pump(client, nodes, view, err, wait=0.25):
-    """Take what paho has queued (waiting up to `wait` s for the first);
-    True if the --once marker came back."""
+def _pump(client, nodes, view, err, wait=0.25, most=2000):
+    """Take what paho has queued, waiting up to `wait` s for the first and
+    taking at most `most` (so the view is redrawn under a flood too); True
+    if the --once marker came back."""
     synced = False
-    ev = client.next_event(wait)
-    while ev is not None:
+    for _ in range(most):
+        ev = client.next_event(wait)
+        if ev is None:
+            break
+        wait = 0
         if ev[0] == "message":
             if ev[1] == client.sync_topic:
                 synced = True
@@ -230,15 +251,14 @@ def _pump(client, nodes, view, err, wait=0.25):
                 view.record(nodes.take(ev[1], ev[2], ev[3], time.monotonic()))
         elif ev[0] == "lost":
             client.connected = False
-            print("citynode monitor: lost the connection to %s (%s); reconnecting" % (client.where(), ev[1]),
-                  file=err, flush=True)
+            print("citynode monitor: lost the connection to %s%s; reconnecting"
+                  % (client.where(), _why(ev[1])), file=err, flush=True)
         else:
             client.check(ev)
             if ev[0] == "connack":
                 client.connected = True
                 nodes.listening(time.monotonic())  # the silence while away was ours, not the nodes'
                 print("citynode monitor: connected again to %s" % client.where(), file=err, flush=True)
-        ev = client.next_event(0)
     return synced
 
 
@@ -246,8 +266,9 @@ class _View:
     """Where records and the fleet's state go: JSON lines, a table, or
     plain lines of the nodes that changed."""
 
-    def __init__(self, nodes, out, json_out, console, once):
+    def __init__(self, nodes, out, json_out, console, once, title):
         self.nodes, self.out, self.json_out, self.console, self.once = nodes, out, json_out, console, once
+        self.title = title
         self.changed = set()
         self.last_lines = 0.0
 
@@ -259,8 +280,8 @@ class _View:
             self.changed.add((r["site"], r["node"]))
 
     def table(self, now):
-        return fleet.render_table(self.nodes, now, "citynode monitor: %d nodes, %d messages" % (
-            len(self.nodes.nodes), self.nodes.messages))
+        return fleet.render_table(self.nodes, now, "%s, %d nodes, %d messages" % (
+            self.title, len(self.nodes.nodes), self.nodes.messages))
 
     def lines(self, now, every=PLAIN_EVERY_S):
         if self.json_out or not self.changed or now - self.last_lines < every:

@@ -7,6 +7,7 @@ parking recording."""
 import io
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -147,7 +148,8 @@ def test_json_lines_for_a_known_sequence(broker, pub):
             '"reason":"config.json: hal.speed must be a number"},"flags":{}}',
         n + '"kind":"status","seq":null,"payload":{"state":"offline"},"flags":{}}',
     ]
-    assert len(m.err) == 1 and "citynode/%s/+/water" % site in m.err[0]
+    assert m.err == ["citynode monitor: watching citynode/%s/+/{status,bay/+,water,env,event,health,cmd/ack} "
+                     "on %s:%d, stale after 180 s" % (site, HOST, broker.port)]
 
 
 def test_gaps_duplicates_late_and_a_counter_reset_are_flagged(broker, pub):
@@ -259,7 +261,9 @@ def test_two_monitors_in_one_share_group_split_the_traffic(broker, pub):
         assert [x["flags"] for x in r if x["kind"] == "status"] == [{"retained": True}]
         assert [x["payload"]["state"] for x in r if x["kind"] == "bay/b1"] == ["occupied"]
         assert all(x["flags"] == {} for x in r if x["kind"] in kinds)  # no gap flags in a share
-        assert "$share/city/citynode/%s/+/water" % site in m.err[0]
+        plain_part = "watching citynode/%s/+/{status,bay/+} " % site
+        shared_part = "$share/city/citynode/%s/+/{water,env,event,health,cmd/ack} on" % site
+        assert plain_part + shared_part in m.err[0]
 
 
 # ---- a node's retained state and its will, from the firmware itself
@@ -337,6 +341,22 @@ def test_bad_url_and_unreachable_broker_are_one_line_with_status_2():
                                      "Connection refused" % (HOST, port)]
     p = run_cli("--site", "a/b")
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "--site" in p.stderr
+
+
+def test_a_server_that_is_no_broker_is_one_line_with_status_2():
+    with socket.create_server((HOST, 0)) as server:
+        def answer():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        port = server.getsockname()[1]
+        p = run_cli("--broker", url(port), "--once")
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == ["citynode monitor: error: %s:%d closed the connection without accepting "
+                                     "it (is it an MQTT broker?)" % (HOST, port)]
 
 
 def test_auth_refused_is_one_line_and_the_password_never_shows(tmp_path):
