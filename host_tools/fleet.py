@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 
 DEFAULT_STALE_S = 180  # 3 × the node's default health interval (health_s 60, docs/node.md)
 PREFIX = "citynode"
-STATUS_WORDS = ("online", "offline")  # the plain-text birth and will
 
 
 class BrokerURLError(ValueError):
@@ -439,7 +438,7 @@ _STATUS_STYLE = {"online": "green", "offline": "red", "safe_mode": "yellow"}
 _ALERT_STYLE = {"watch": "yellow", "warning": "dark_orange", "danger": "bold red"}
 
 
-def render_table(fleet, now, title):
+def render_table(nodes, now, title):
     """A rich Table, one row per node (texts from the network are never
     read as markup)."""
     from rich.table import Table
@@ -448,11 +447,11 @@ def render_table(fleet, now, title):
     table = Table(title=title)
     for col in ("node", "status", "last seen", "bays", "water", "env", "health", "events", "seq"):
         table.add_column(col, no_wrap=col == "node")
-    for n in fleet.sorted():
+    for n in nodes.sorted():
         status = Text(status_text(n), style="bold magenta" if n.stale else _STATUS_STYLE.get(n.status, ""))
         alerts = {w.get("alert") for w in n.water.values()}
         worst = next((a for a in ("danger", "warning", "watch") if a in alerts), None)
-        name = "%s\n%s/%s" % (n.label, n.site, n.node) if n.label else "%s/%s" % (n.site, n.node)
+        name = name_text(n).replace(" ", "\n", 1) if n.label else name_text(n)  # the label on its own line
         table.add_row(Text(name), status, Text(seen_text(n, now)), Text(bays_text(n).replace(": ", ":\n")),
                       Text(water_text(n).replace("; ", "\n"), style=_ALERT_STYLE.get(worst, "")),
                       Text(env_text(n)), Text(health_text(n)), Text(events_text(n)), Text(seq_text(n)))

@@ -42,7 +42,7 @@ CONNECT_TIMEOUT_S = 10  # for the broker's CONNACK and SUBACK once TCP is up
 SYNC_TIMEOUT_S = 2  # --once: how long to wait for the marker that follows the retained messages
 PLAIN_EVERY_S = 1.0
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_AUTH_CODES = (4, 5, 134, 135)  # bad user name or password, not authorised (3.1.1 and 5 numbering)
+_AUTH_CODES = (134, 135)  # bad user name or password, not authorized (paho's numbers for 3.1.1's 4 and 5)
 
 
 class MonitorError(ValueError):

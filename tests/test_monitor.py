@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from host_tools import demo, monitor, replay
+from host_tools import demo, fleet, monitor, replay
 from host_tools.mosquitto import HOST, Broker, free_port
 from tests.conftest import ROOT
 from tests.test_mqtt import unique
@@ -226,6 +226,30 @@ def test_the_monitors_own_outage_is_not_the_nodes_silence():
         assert m.stop() == 0
     assert [(r["kind"], r["seq"], r["flags"]) for r in m.records()] == [("water", 1, {}), ("water", 2, {})]
     assert "lost the connection to %s:%d" % (HOST, b.port) in m.err[1]
+
+
+def test_fleet_state_in_a_share_from_one_and_bad_payloads():
+    """host_tools.fleet alone: a share member tells repeats but no gaps; the
+    demo's nodes count from seq 1; what is not a proper payload is flagged
+    and still shown; retained messages stay out of the sequence."""
+    share = fleet.Fleet(contiguous=False)
+    flags = [share.take("citynode/s/n/water", b'{"seq":%d}' % q, False, 0)["flags"] for q in (5, 9, 9, 7)]
+    assert flags == [{}, {}, {"duplicate": True}, {}]
+    assert (share.nodes[("s", "n")].seq.distinct, fleet.seq_text(share.nodes[("s", "n")])) == (
+        3, "seq 9, 3 msgs, dup 1")
+    demo_nodes = fleet.Fleet()
+    n = demo_nodes.add("s", "n", 0, first_seq=1, expected=4)
+    assert demo_nodes.take("citynode/s/n/bay/b", b'{"state":"free","seq":40}', True, 0)["flags"] == {
+        "retained": True}
+    assert demo_nodes.take("citynode/s/n/env", b'{"temp_c":1.5,"seq":3}', False, 0)["flags"] == {"gap": 2}
+    assert (n.seq.missing, n.done(), n.bays) == (2, False, {"b": "free"})
+    bad = [demo_nodes.take("citynode/s/n/" + kind, body, False, 0) for kind, body in (
+        ("water", b"12 mm"), ("water", b'{"level_mm":3}'), ("health", b"\xff"))]
+    assert [(r["payload"], r["flags"]) for r in bad] == [
+        ("12 mm", {"bad_payload": "not a JSON object"}), ({"level_mm": 3}, {"bad_payload": "no integer seq"}),
+        ("\ufffd", {"bad_payload": "not UTF-8"})]
+    with pytest.raises(ValueError):
+        demo_nodes.take("other/s/n/water", b"{}", False, 0)
 
 
 # ---- shared subscriptions
