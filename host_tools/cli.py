@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, flash, provision, replay, synth
+from host_tools import boards, flash, monitor, provision, replay, synth
 
 EXIT_ERROR = 2
 
@@ -226,6 +226,7 @@ def build_parser():
     boards.add_parser(sub)
     flash.add_parser(sub)
     provision.add_parser(sub)
+    monitor.add_parser(sub)
     return p
 
 

@@ -37,10 +37,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from citynode.mqtt import MQTTClient
-from host_tools import replay, report
+from host_tools import fleet, replay, report
 from host_tools.boards import load as load_profile
 from host_tools.provision import ProvisionError, mpremote
 from host_tools.sites import node_config
@@ -141,100 +140,19 @@ class EmbeddedBroker:
             loop.close()
 
 
-def parse_broker(url):
-    """mqtt://host:port -> (host, port)."""
-    u = urlparse(url if "://" in url else "mqtt://" + url)
-    if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-        raise DemoError("--broker must look like mqtt://HOST:PORT, not %r" % url)
-    try:
-        port = u.port or 1883
-    except ValueError:
-        raise DemoError("--broker: bad port in %r" % url) from None
-    return u.hostname, port
-
-
-# ---- what the subscriber sees
-
-
-class NodeView:
-    """What has arrived from one node."""
-
-    def __init__(self, name, node, expected):
-        self.name = name
-        self.node = node
-        self.expected = expected  # messages with a seq: replay + health
-        self.status = "-"
-        self.seqs = set()
-        self.received = 0  # every message with a seq, repeats included
-        self.out_of_order = 0
-        self.last_seq = 0
-        self.health = None
-        self.healths = 0
-        self.bays = {}
-        self.water = None
-        self.alerts = 0
-        self.occupancy_changes = 0
-        self.faults = 0
-        self.readings = []  # (suffix, payload without seq), first sightings, in order
-
-    def done(self):
-        return len(self.seqs) >= self.expected
-
-    def gaps(self):
-        top = max(self.seqs) if self.seqs else 0
-        return top - len(self.seqs)
-
-    def take(self, suffix, payload):
-        if suffix == "status":
-            self.status = payload.decode("utf-8", "replace")
-            with contextlib.suppress(ValueError, AttributeError):  # `online`, `offline` are not JSON
-                self.status = json.loads(self.status).get("state", self.status)
-            return
-        try:
-            p = json.loads(payload)
-        except ValueError:
-            return
-        seq = p.get("seq")
-        if not isinstance(seq, int):
-            return
-        self.received += 1
-        if seq in self.seqs:
-            return  # a QoS 1 repeat
-        if seq < self.last_seq:
-            self.out_of_order += 1
-        self.seqs.add(seq)
-        self.last_seq = max(self.last_seq, seq)
-        if suffix == "health":
-            self.health = p
-            self.healths += 1
-            return
-        self.readings.append((suffix, {k: v for k, v in p.items() if k != "seq"}))
-        if suffix.startswith("bay/"):
-            self.bays[suffix[4:]] = p.get("state")
-        elif suffix == "water":
-            self.water = p
-        elif suffix == "event":
-            kind = p.get("kind")
-            if kind == "alert":
-                self.alerts += 1
-            elif kind == "occupancy":
-                self.occupancy_changes += 1
-            elif kind == "fault":
-                self.faults += 1
-
-
 class Watcher:
-    """A CPython MQTTClient subscribed to citynode/<site>/+/#, pumped by a thread."""
+    """A CPython MQTTClient subscribed to citynode/<site>/+/#, pumped by a
+    thread, feeding a fleet.Fleet (under `lock`). `readings[node]` keeps the
+    first sightings of each live message but health, without `seq`, in
+    order: the stream to compare with a replay."""
 
-    def __init__(self, host, port, views):
-        self.views = {v.node: v for v in views}
+    def __init__(self, host, port, fleet):
+        self.fleet = fleet
+        self.readings = {}
         self.lock = threading.Lock()
-        # The view subscribes at QoS 0: amqtt gives a subscriber 5 s to
-        # acknowledge each QoS 1 message and then drops it for good, which a
-        # view pumped by a thread of this busy process can miss in a burst.
-        # At QoS 0 nothing waits for an acknowledgement, and TCP delivers
-        # everything while the connection lasts (the nodes publish at QoS 1).
-        self.client = MQTTClient("demo-view-%d" % os.getpid(), host, port, keepalive=30)
+        # A persistent session: if this view loses its connection for a moment,
+        # the broker keeps what the nodes publish meanwhile and hands it over.
+        self.client = MQTTClient("demo-view-%d" % os.getpid(), host, port, keepalive=30, clean=False)
         self.client.BACKOFF_BASE_MS = 100
         self.client.BACKOFF_CAP_MS = 500
         self.client.on_message = self._on_message
@@ -244,7 +162,7 @@ class Watcher:
     def start(self):
         try:
             self.client.connect()
-            if self.client.subscribe("citynode/%s/+/#" % SITE, 0) != 0:
+            if self.client.subscribe("citynode/%s/+/#" % SITE, 1) != 1:
                 raise DemoError("the broker refused the subscription")
         except OSError as e:
             where = "%s:%d" % (self.client.host, self.client.port)
@@ -259,14 +177,15 @@ class Watcher:
                 self.client.maintain()
             time.sleep(0.003)
 
-    def _on_message(self, topic, payload, _retained, _dup):
-        parts = topic.split("/", 3)
-        if len(parts) < 4:
+    def _on_message(self, topic, payload, retained, _dup):
+        if fleet.parse_topic(topic) is None:
             return
-        view = self.views.get(parts[2])
-        if view is not None:
-            with self.lock:
-                view.take(parts[3], payload)
+        with self.lock:
+            r = self.fleet.take(topic, payload, retained, time.monotonic())
+            if r["seq"] is not None and r["kind"] != "health" and not (set(r["flags"]) & {"duplicate",
+                                                                                          "retained"}):
+                reading = {k: v for k, v in r["payload"].items() if k != "seq"}
+                self.readings.setdefault(r["node"], []).append((r["kind"], reading))
 
     def stop(self):
         self._stop.set()
@@ -306,50 +225,8 @@ def provision(port, package, config, recording, say, timeout=60):
 # ---- showing it
 
 
-def _bays_text(view):
-    return " ".join("%s:%s" % (b, s) for b, s in sorted(view.bays.items()))
-
-
-def _water_text(view):
-    w = view.water
-    if not w:
-        return "-"
-    return "%d mm, %+d mm/min, alert %s" % (w.get("level_mm", 0), w.get("rate_mm_min", 0), w.get("alert"))
-
-
-def _health_text(view):
-    h = view.health
-    if not h:
-        return "-"
-    heap = h.get("heap_free")
-    return "seq %s, outbox %s, in flight %s%s" % (h.get("seq"), h.get("outbox_depth"), h.get("in_flight"),
-                                                  ", heap %d" % heap if isinstance(heap, int) else "")
-
-
-def progress_line(views, elapsed):
-    parts = []
-    for v in views:
-        what = _bays_text(v) if v.bays else _water_text(v)
-        parts.append("%s %s %d/%d msgs, alerts %d, occupancy changes %d; %s"
-                     % (v.name, v.status, len(v.seqs), v.expected, v.alerts, v.occupancy_changes, what))
-    return "[%5.1fs] %s" % (elapsed, " | ".join(parts))
-
-
-def render_table(views, elapsed):
-    from rich.table import Table
-
-    table = Table(title="citynode demo: site %s, %.1f s" % (SITE, elapsed))
-    for col in ("node", "status", "messages", "state", "alerts", "health"):
-        table.add_column(col)
-    for v in views:
-        if v.bays:
-            marks = {"occupied": "[red]occupied[/red]", "free": "[green]free[/green]"}
-            state = "\n".join("%s %s" % (b, marks.get(s, s)) for b, s in sorted(v.bays.items()))
-        else:
-            state = _water_text(v)
-        table.add_row("%s\n%s" % (v.name, v.node), v.status, "%d/%d" % (len(v.seqs), v.expected), state,
-                      "alerts %d\noccupancy %d" % (v.alerts, v.occupancy_changes), _health_text(v))
-    return table
+def render_table(nodes, elapsed):
+    return fleet.render_table(nodes, time.monotonic(), "citynode demo: site %s, %.1f s" % (SITE, elapsed))
 
 
 # ---- the demo
@@ -371,7 +248,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
 
     if speed is None:
         speed = SHORT_SPEED if short else DEFAULT_SPEED
-    target = parse_broker(broker_url) if broker_url else None
+    target = fleet.parse_broker(broker_url) if broker_url else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     broker = None
@@ -399,8 +276,10 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
             host, port = broker.host, broker.port
             say("broker: embedded amqtt on mqtt://%s:%d" % (host, port))
 
-        views = [NodeView(n, p["info"]["header"]["node"], p["expected"]) for n, p in plan.items()]
-        watcher = Watcher(host, port, views).start()
+        nodes = fleet.Fleet()
+        views = [nodes.add(SITE, p["info"]["header"]["node"], time.monotonic(), first_seq=1, label=n,
+                           expected=p["expected"]) for n, p in plan.items()]
+        watcher = Watcher(host, port, nodes).start()
 
         # Boards with empty flash, provisioned in parallel.
         package = stage_firmware(out_dir / "stage" / "citynode")
@@ -452,7 +331,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         if console is not None:
             from rich.live import Live
 
-            live = Live(render_table(views, 0), console=console, refresh_per_second=4, transient=False)
+            live = Live(render_table(nodes, 0), console=console, refresh_per_second=4, transient=False)
             live.start()
         try:
             last_line = 0.0
@@ -461,9 +340,10 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
                     finished = all(v.done() for v in views)
                     now = time.monotonic()
                     if live is not None:
-                        live.update(render_table(views, now - t0))
+                        live.update(render_table(nodes, now - t0))
                     elif now - last_line >= 1.0 or finished:
-                        say(progress_line(views, now - t0))
+                        for v in views:
+                            say("[%5.1fs] %s" % (now - t0, fleet.node_line(v, now)))
                         last_line = now
                 if finished:
                     break
@@ -471,7 +351,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         finally:
             if live is not None:
                 with watcher.lock:
-                    live.update(render_table(views, time.monotonic() - t0))
+                    live.update(render_table(nodes, time.monotonic() - t0))
                 live.stop()
         time.sleep(0.3)  # a repeat or a late status may still come
         run_s = time.monotonic() - t_run
@@ -483,23 +363,27 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         say("summary (%.1f s of publishing, speed %s):" % (run_s, speed or "max"))
         with watcher.lock:
             for v in views:
-                p = plan[v.name]
+                p = plan[v.label]
                 result = p["result"]
                 r_alerts = sum(1 for _t, p_ in result.events if p_.get("kind") == "alert")
                 r_occ = sum(1 for _t, p_ in result.events if p_.get("kind") == "occupancy")
-                path = report.write_report(result, out_dir / ("%s.html" % v.name))
-                same = v.readings == [(topic, payload) for _t, topic, payload in result.messages]
-                summary["nodes"][v.name] = {
-                    "node": v.node, "expected": v.expected, "received": len(v.seqs),
-                    "repeats": v.received - len(v.seqs),
-                    "last_seq": v.last_seq, "gaps": v.gaps(), "out_of_order": v.out_of_order,
-                    "health": v.healths, "alerts": v.alerts, "occupancy_changes": v.occupancy_changes,
-                    "status": v.status, "replay_messages": len(result.messages), "replay_alerts": r_alerts,
+                path = report.write_report(result, out_dir / ("%s.html" % v.label))
+                readings = watcher.readings.get(v.node, [])
+                same = readings == [(topic, payload) for _t, topic, payload in result.messages]
+                sq = v.seq
+                healths = v.counts.get("health", 0)
+                summary["nodes"][v.label] = {
+                    "node": v.node, "expected": v.expected, "received": sq.distinct,
+                    "repeats": sq.duplicates, "last_seq": sq.highest, "gaps": sq.missing,
+                    "out_of_order": sq.late, "health": healths, "alerts": v.alerts,
+                    "occupancy_changes": v.occupancy_changes, "status": v.status or "-",
+                    "replay_messages": len(result.messages), "replay_alerts": r_alerts,
                     "replay_occupancy_changes": r_occ, "same_as_replay": same, "report": str(path)}
                 say("  %-8s %-14s %d/%d messages (%d health), last seq %d, gaps %d, alerts %d (replay %d), "
                     "occupancy changes %d (replay %d), stream %s the replay, status %s"
-                    % (v.name, v.node, len(v.seqs), v.expected, v.healths, v.last_seq, v.gaps(), v.alerts,
-                       r_alerts, v.occupancy_changes, r_occ, "equals" if same else "DIFFERS FROM", v.status))
+                    % (v.label, v.node, sq.distinct, v.expected, healths, sq.highest, sq.missing, v.alerts,
+                       r_alerts, v.occupancy_changes, r_occ, "equals" if same else "DIFFERS FROM",
+                       v.status or "-"))
         if not summary["complete"]:
             say("  not complete after %.0f s" % timeout)
         say("reports:")
@@ -542,7 +426,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("demo: interrupted; boards and broker stopped", file=sys.stderr)
         return 130
-    except (DemoError, replay.ReplayError, OSError) as e:
+    except (DemoError, replay.ReplayError, fleet.BrokerURLError, OSError) as e:
         print("demo: %s" % e, file=sys.stderr)
         return 2
     nodes = summary["nodes"].values()
