@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from host_tools import demo, fleet, monitor, replay
+from host_tools import fleet, monitor, replay
 from host_tools.mosquitto import HOST, Broker, free_port
 from tests.conftest import ROOT
 from tests.test_mqtt import unique
@@ -298,7 +298,7 @@ def parking_node(broker, tmp_path):
     """The node's firmware (citynode.node.main on CPython) replaying a slice
     of the parking day into the broker, then lingering connected."""
     rec = tmp_path / "rec.jsonl"
-    info = demo.make_slice(ROOT / "recordings" / "parking-day.jsonl.gz", PARKING, rec)
+    info = replay.make_slice(ROOT / "recordings" / "parking-day.jsonl.gz", PARKING, rec)
     site = unique("park")
     cfg = {"site": site, "node": info["header"]["node"], "sensors": info["header"]["sensors"],
            "broker": {"host": HOST, "port": broker.port, "keepalive": 30},
