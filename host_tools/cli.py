@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, replay, synth
+from host_tools import boards, record, replay, synth
 
 EXIT_ERROR = 2
 
@@ -224,6 +224,7 @@ def build_parser():
     d.set_defaults(func=cmd_demo)
 
     boards.add_parser(sub)
+    record.add_parser(sub)
     return p
 
 
