@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, flash, monitor, provision, replay, synth
+from host_tools import boards, flash, monitor, provision, record, replay, synth
 
 EXIT_ERROR = 2
 
@@ -227,6 +227,7 @@ def build_parser():
     flash.add_parser(sub)
     provision.add_parser(sub)
     monitor.add_parser(sub)
+    record.add_parser(sub)
     return p
 
 

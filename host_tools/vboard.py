@@ -603,9 +603,12 @@ class VirtualBoard:
             lflag = termios.tcgetattr(self._board_s)[3]
         except termios.error:
             return "forward"
-        if lflag == 0:
-            return "forward"
         caught = _sigint_caught(child.pid)
+        # At a prompt the terminal is raw (lflag 0) and no handler is in
+        # place; code sent in raw-paste mode (mpremote's way) runs with the
+        # terminal still raw, but with its handler.
+        if lflag == 0 and not caught:
+            return "forward"
         if caught or caught is None:
             return "drop" if now - self._last_sigint < _CTRL_C_REPEAT else "signal"
         # Running without a handler: between two states, or the program

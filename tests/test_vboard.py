@@ -73,6 +73,14 @@ class Terminal:
         os.close(self.fd)
 
 
+def raw_repl(port):
+    """The port as a terminal, the board in its raw REPL."""
+    term = Terminal(port)
+    term.write(b"\r\x03\r\x01")
+    term.read_until(RAW_PROMPT + b">")
+    return term
+
+
 def test_resume_exec_runs_code_on_the_interpreter(board):
     assert board.port.startswith("/dev/pts/")
     assert ok(board.port, "resume", "exec", "print(1+1)").strip() == "2"
@@ -169,6 +177,25 @@ def test_power_up_runs_main_py_and_ctrl_c_hands_the_board_to_mpremote(flash):
         assert ok(board.port, "exec", "print('after a soft reset')").strip() == "after a soft reset"
 
 
+def test_ctrl_c_interrupts_code_run_from_the_raw_repl(board):
+    # Code sent in raw-paste mode (as mpremote sends it) runs with the
+    # terminal still raw; on an ESP32 a Ctrl-C interrupts it all the same,
+    # so here it must become a SIGINT.
+    term = raw_repl(board.port)
+    try:
+        term.write(b"\x05A\x01")
+        term.read_until(b"R\x01")
+        term.write(b"import time\nprint('looping')\nwhile True:\n    time.sleep_ms(5)\n\x04")
+        term.read_until(b"looping")
+        term.write(b"\x03")
+        out = term.read_until(b"\x04>", timeout=5)
+        assert b"KeyboardInterrupt" in out
+        term.write(b"print(6 * 7)\x04")
+        assert b"OK42" in term.read_until(b"\x04>")
+    finally:
+        term.close()
+
+
 def test_run_executes_a_local_script(board, tmp_path):
     script = tmp_path / "script.py"
     script.write_text("import sys\nprint('ran', 6 * 7, sys.implementation.name)\n")
@@ -192,10 +219,8 @@ def test_sys_exit_is_a_soft_reset(board):
 
 
 def test_raw_repl_soft_reset_answers_as_a_board(board):
-    term = Terminal(board.port)
+    term = raw_repl(board.port)
     try:
-        term.write(b"\r\x03\r\x01")
-        term.read_until(RAW_PROMPT + b">")
         term.write(b"\x04")
         out = term.read_until(RAW_PROMPT + b">")
     finally:

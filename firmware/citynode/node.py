@@ -26,9 +26,6 @@ import sys
 
 from citynode import VERSION, ticks
 from citynode.core import Core
-from citynode.mqtt import MQTTClient
-from citynode.outbox import Outbox
-from citynode.publisher import Publisher
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms
@@ -87,6 +84,10 @@ def _forget(*names):
 
 
 def _client(cfg, will):
+    # The connection's modules are imported where they are used, so a board
+    # that only checks its config (record mode) does not carry them.
+    from citynode.mqtt import MQTTClient
+
     b = cfg["broker"]
     prefix = "citynode/%s/%s/" % (cfg.get("site"), cfg.get("node"))
     ca = hostname = None
@@ -135,6 +136,9 @@ class Node:
     `run()` is the main loop."""
 
     def __init__(self, cfg, hal=None):
+        from citynode.outbox import Outbox
+        from citynode.publisher import Publisher
+
         self.cfg = cfg
         self.hal = hal if hal is not None else make_hal(cfg)
         self.health_ms = ticks.ms(cfg.get("health_s", DEFAULTS["health_s"]))

@@ -100,6 +100,14 @@ class Reader:
                 continue
             yield self._check_record(self._parse(raw))
 
+    def check(self, record, line):
+        """Check `record` (a parsed dict) as line `line` of this file, after
+        the records read or checked before it (so time order too); returns
+        it, or raises RecordingError. For a writer that checks every record
+        before writing it (`citynode record`)."""
+        self.line = line
+        return self._check_record(record)
+
     def _fail(self, message):
         raise RecordingError(self.path, self.line, message)
 
