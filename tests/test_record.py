@@ -21,7 +21,7 @@ import pytest
 
 from citynode.record import MARK
 from citynode.recording import Reader
-from host_tools import cli, demo, mpy, replay
+from host_tools import boards, cli, demo, mpy, replay, sites
 from host_tools.record import Capture, Recorder, RecordError, View, parse_note, record
 from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT, bundled
@@ -39,7 +39,7 @@ def bench(tmp_path_factory):
     slices = {}
     for name, rec, hours in (("parking", "parking-day", PARKING_H), ("flood", "flood-event", FLOOD_H)):
         path = d / ("%s.jsonl" % name)
-        slices[name] = (path, demo.make_slice(bundled(rec), hours, path)["header"])
+        slices[name] = (path, replay.make_slice(bundled(rec), hours, path)["header"])
     (d / "flash").mkdir()
     board = VirtualBoard(d / "flash")
     port = board.start()
@@ -55,7 +55,8 @@ def bench(tmp_path_factory):
 
 
 def _config(header, recording, speed):
-    return demo.node_config("bench", header, "127.0.0.1", 1883, speed) | {
+    return sites.node_config("bench", header["node"], boards.load("virtual"), header["sensors"],
+                             {"host": "127.0.0.1", "port": 1883}) | {
         "hal": {"kind": "sim", "recording": recording, "speed": speed}}
 
 
