@@ -16,10 +16,15 @@ from host_tools import boards, flash, monitor, provision, record, replay, synth
 EXIT_ERROR = 2
 
 _DESCRIPTION = """\
-citynode host tools: replay recorded sensor data through the node's own
-firmware logic, and make synthetic recordings to test it with.
+citynode host tools: flash, provision, record from and watch ESP32 sensor
+nodes (parking bays, street flooding), and replay recorded sensor data
+through the node's own firmware logic on the desk.
 
-Run `citynode COMMAND --help` for the options of one command."""
+  in the field   boards, flash, provision, record, monitor
+  on the desk    replay, synth, sim (a virtual board), demo
+
+Run `citynode COMMAND --help` for the options of one command, with examples.
+The README walks through a board from the box to a node online."""
 
 _REPLAY_EPILOG = """\
 examples:
