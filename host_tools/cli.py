@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, flash, monitor, provision, record, replay, synth
+from host_tools import boards, ctrl_c_stops, flash, monitor, provision, record, replay, synth
 
 EXIT_ERROR = 2
 
@@ -237,6 +237,7 @@ def build_parser():
 
 
 def main(argv=None):
+    ctrl_c_stops()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

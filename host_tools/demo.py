@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from citynode.mqtt import MQTTClient
-from host_tools import fleet, replay, report
+from host_tools import ctrl_c_stops, fleet, replay, report
 from host_tools.boards import load as load_profile
 from host_tools.provision import ProvisionError, mpremote
 from host_tools.sites import node_config
@@ -401,6 +401,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
 
 
 def main(argv=None):
+    ctrl_c_stops()
     parser = argparse.ArgumentParser(
         prog="python -m host_tools.demo",
         description="Boot a parking node and a street (flood) node on virtual boards, provision them "

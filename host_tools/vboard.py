@@ -43,7 +43,7 @@ import time
 import tty
 from pathlib import Path
 
-from host_tools import mpy
+from host_tools import ctrl_c_stops, mpy
 
 EXIT_ERROR = 2
 
@@ -677,6 +677,7 @@ def serve(flash_dir, heap="256K", micropython=None, out=None, err=None):
 
 
 def main(argv=None):
+    ctrl_c_stops()
     parser = argparse.ArgumentParser(
         prog="python -m host_tools.vboard",
         description="Run a virtual MicroPython board on a pseudo-terminal for mpremote; "
