@@ -3,13 +3,3 @@
 Every command of the `citynode` CLI is a function here first; the CLI is a
 thin layer over them.
 """
-
-import signal
-
-
-def ctrl_c_stops():
-    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt in this process, as it
-    does by default, also when it was started by a shell that ignores
-    SIGINT for background jobs (Python then keeps it ignored): the tools
-    that run until Ctrl-C stop on it however they were started."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)

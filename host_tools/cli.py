@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, ctrl_c_stops, flash, monitor, provision, record, replay, synth
+from host_tools import boards, flash, monitor, provision, record, replay, synth
+from host_tools.signals import ctrl_c_stops
 
 EXIT_ERROR = 2
 

@@ -39,9 +39,10 @@ import time
 from pathlib import Path
 
 from citynode.mqtt import MQTTClient
-from host_tools import ctrl_c_stops, fleet, replay, report
+from host_tools import fleet, replay, report
 from host_tools.boards import load as load_profile
 from host_tools.provision import ProvisionError, mpremote
+from host_tools.signals import ctrl_c_stops
 from host_tools.sites import node_config
 from host_tools.vboard import VirtualBoard
 

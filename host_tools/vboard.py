@@ -43,7 +43,8 @@ import time
 import tty
 from pathlib import Path
 
-from host_tools import ctrl_c_stops, mpy
+from host_tools import mpy
+from host_tools.signals import ctrl_c_stops
 
 EXIT_ERROR = 2
 
