@@ -71,7 +71,12 @@ class Monitor:
     def stop(self):
         """Ctrl-C, the normal end of a monitor; returns its exit status."""
         self.proc.send_signal(signal.SIGINT)
-        rc = self.proc.wait(timeout=10)
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # a monitor that did not stop must not outlive the test
+            self.proc.wait(timeout=5)
+            raise
         for t in self._threads:
             t.join(timeout=5)
         return rc
