@@ -49,7 +49,7 @@ class Paced:
 
 
 def options(argv):
-    opts = {"site": "test", "node": None, "pace-ms": 0, "settle-s": 20, "linger": False}
+    opts = {"site": "test", "node": None, "pace-ms": 0, "settle-s": 45, "linger": False}
     rest = []
     i = 0
     while i < len(argv):

@@ -78,7 +78,7 @@ def start_node(port, recording, outbox, site, *extra):
                             text=True)
 
 
-def finish(proc, timeout=40):
+def finish(proc, timeout=120):
     """The node's DONE figures once it has exited."""
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
