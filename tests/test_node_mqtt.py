@@ -108,6 +108,42 @@ def sent_count(conn):
     raise AssertionError("cannot split the node's stream into packets")
 
 
+class StormRun:
+    """The node (MicroPython) replaying the storm through a relay, paced,
+    with a subscriber on the desk; `finish()` checks it ended with every
+    message published, and that the subscriber saw the replay's stream.
+    Used as a context manager: the node and the relay do not outlive it."""
+
+    def __init__(self, broker, recordings, tmp_path, stem, pace_ms):
+        self.reference = replay.run(recordings["storm"]).messages
+        self.n = len(self.reference)
+        site = unique(stem)
+        self.prefix = "citynode/%s/street-demo-1/" % site
+        self.relay = Relay(broker.port)
+        self.sub = Subscriber(broker.port, self.prefix)
+        self.proc = start_node(self.relay.port, recordings["storm"], tmp_path / "outbox", site,
+                               "--pace-ms", str(pace_ms))
+        assert self.sub.wait(lambda: self.sub.first_seen() >= 100, timeout=15)
+
+    def finish(self):
+        """(the node's figures, the repeats the subscriber saw, what went on the wire)."""
+        done = finish(self.proc)
+        assert done["seq"] == self.n == done["published"] and done["settled"], done
+        assert done["lost"] == 0 and done["dropped"] == 0
+        assert self.sub.wait(lambda: self.sub.first_seen() >= self.n)
+        return done, check_same_as_replay(self.sub, self.reference), wire(self.relay, self.prefix)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.sub.close()
+        self.relay.close()
+
+
 def check_same_as_replay(sub, reference):
     """First sightings of `seq` run 1..N with no gap or reordering and carry
     exactly the replay's messages; a repeat carries a seq already seen and the
@@ -152,7 +188,7 @@ def test_a_day_of_readings_arrives_complete_in_order_with_seq(broker, recordings
         with Subscriber(broker.port, prefix) as sub:
             done = finish(start_node(relay.port, recordings["day"], tmp_path / "outbox", site))
             n = len(reference)
-            assert done["seq"] == n == done["published"] and done["settled"]
+            assert done["seq"] == n == done["published"] and done["settled"], (done, len(relay.conns))
             assert done["lost"] == 0 and done["dropped"] == 0 and done["outbox_depth"] == 0
             assert sub.wait(lambda: sub.first_seen() >= n)
             assert check_same_as_replay(sub, reference) == []
@@ -171,48 +207,31 @@ def test_a_broker_restart_loses_and_reorders_nothing(broker, recordings, tmp_pat
     broker is stopped for OUTAGE_S and started again on the same port. The
     subscriber still gets seq 1..N in order with the replay's messages;
     repeats are resends of a seq already seen."""
-    reference = replay.run(recordings["storm"]).messages
-    n = len(reference)
-    site = unique("storm")
-    prefix = "citynode/%s/street-demo-1/" % site
-    relay = Relay(broker.port)
-    proc = None
-    try:
-        with Subscriber(broker.port, prefix) as sub:
-            proc = start_node(relay.port, recordings["storm"], tmp_path / "outbox", site, "--pace-ms", "12")
-            assert sub.wait(lambda: sub.first_seen() >= 100, timeout=15)
-            sub.paused.set()  # the broker's messages to it now wait unacknowledged
-            time.sleep(0.3)
-            conn = relay.conns[0]
-            relay.hold()
-            t_dark = time.monotonic()
-            # Held until the node stops sending: its in-flight table is full.
-            last, still = sent_count(conn), time.monotonic()
-            while time.monotonic() - still < 0.4 and time.monotonic() - t_dark < 5:
-                time.sleep(0.05)
-                now = sent_count(conn)
-                if now != last:
-                    last, still = now, time.monotonic()
-            held_s = time.monotonic() - t_dark
-            broker.stop()
-            t_down = time.monotonic()
-            relay.drop()
-            relay.release()
-            time.sleep(OUTAGE_S)
-            broker.start()
-            down_s = time.monotonic() - t_down
-            sub.paused.clear()
-            done = finish(proc)
-            assert done["seq"] == n == done["published"] and done["settled"], done
-            assert done["lost"] == 0 and done["dropped"] == 0 and done["stored"] > 0
-            assert sub.wait(lambda: sub.first_seen() >= n)
-            repeats = check_same_as_replay(sub, reference)
-        sent = wire(relay, prefix)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-        relay.close()
+    with StormRun(broker, recordings, tmp_path, "storm", 12) as run:
+        relay, sub, n = run.relay, run.sub, run.n
+        sub.paused.set()  # the broker's messages to it now wait unacknowledged
+        time.sleep(0.3)
+        conn = relay.conns[0]
+        relay.hold()
+        t_dark = time.monotonic()
+        # Held until the node stops sending: its in-flight table is full.
+        last, still = sent_count(conn), time.monotonic()
+        while time.monotonic() - still < 0.4 and time.monotonic() - t_dark < 5:
+            time.sleep(0.05)
+            now = sent_count(conn)
+            if now != last:
+                last, still = now, time.monotonic()
+        held_s = time.monotonic() - t_dark
+        broker.stop()
+        t_down = time.monotonic()
+        relay.drop()
+        relay.release()
+        time.sleep(OUTAGE_S)
+        broker.start()
+        down_s = time.monotonic() - t_down
+        sub.paused.clear()
+        done, repeats, sent = run.finish()
+        assert done["stored"] > 0
 
     # On the wire: all QoS 1, none retained; a seq sent again is a resend of
     # the same packet id with DUP, and a first transmission has DUP 0.
@@ -249,33 +268,15 @@ def test_a_connection_cut_mid_packet_loses_and_reorders_nothing(broker, recordin
     (PUBACKs). The node reconnects and resends what was not acknowledged:
     seq 1..N in order at the subscriber, the replay's messages, repeats
     only as resends."""
-    reference = replay.run(recordings["storm"]).messages
-    n = len(reference)
-    site = unique("cut")
-    prefix = "citynode/%s/street-demo-1/" % site
-    relay = Relay(broker.port)
-    proc = None
-    try:
-        with Subscriber(broker.port, prefix) as sub:
-            proc = start_node(relay.port, recordings["storm"], tmp_path / "outbox", site, "--pace-ms", "5")
-            assert sub.wait(lambda: sub.first_seen() >= 100, timeout=15)
-            if direction == "node-to-broker":
-                relay.c2s_cut_after = 61  # a PUBLISH is ~150 bytes: this ends inside one
-            else:
-                relay.budget_action = "cut"
-                relay.s2c_budget = 3  # inside the next PUBACK (4 bytes)
-            assert sub.wait(lambda: len(relay.conns) >= 2, timeout=10)  # cut, and connected again
-            done = finish(proc)
-            assert done["seq"] == n == done["published"] and done["settled"], done
-            assert done["lost"] == 0 and done["dropped"] == 0
-            assert sub.wait(lambda: sub.first_seen() >= n)
-            repeats = check_same_as_replay(sub, reference)
-        sent = wire(relay, prefix)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-        relay.close()
+    with StormRun(broker, recordings, tmp_path, "cut", 5) as run:
+        relay = run.relay
+        if direction == "node-to-broker":
+            relay.c2s_cut_after = 61  # a PUBLISH is ~150 bytes: this ends inside one
+        else:
+            relay.budget_action = "cut"
+            relay.s2c_budget = 3  # inside the next PUBACK (4 bytes)
+        assert run.sub.wait(lambda: len(relay.conns) >= 2, timeout=10)  # cut, and connected again
+        _done, repeats, sent = run.finish()
     first = {}
     for c, seq, dup, _pid, _q, _r in sent:
         if seq in first:
@@ -283,7 +284,7 @@ def test_a_connection_cut_mid_packet_loses_and_reorders_nothing(broker, recordin
         else:
             first[seq] = c
     print("cut %s: %d messages, %d connections, %d repeats at the subscriber"
-          % (direction, n, len(relay.conns), len(repeats)))
+          % (direction, run.n, len(relay.conns), len(repeats)))
 
 
 def test_a_killed_node_leaves_offline_on_status(broker, recordings, tmp_path):
