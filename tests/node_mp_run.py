@@ -76,7 +76,7 @@ def main(argv):
     prefix = "citynode/%s/%s/" % (site, node)
     client = MQTTClient("%s-%s" % (site, node), HOST, int(port), will_topic=prefix + "status",
                         op_timeout_ms=2000)
-    box = Outbox(folder)
+    box = Outbox(folder, max_bytes=512 * 1024)  # the node's default outbox_kb
     pub = Publisher(client, box, site, node)
     core = Core(sensors, Clock(reader.header["start"], 0), pub.publish)
     pub.service()  # the first connection attempt
