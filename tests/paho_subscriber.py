@@ -3,18 +3,21 @@ firmware's own MQTT client, so what the integration tests check is what a
 third-party consumer really receives."""
 
 import contextlib
+import itertools
 import json
+import os
 import threading
 import time
-import uuid
 
 import paho.mqtt.client as paho
 
 HOST = "127.0.0.1"
+_ids = itertools.count(1)
 
 
 def unique(stem):
-    return "%s-%s" % (stem, uuid.uuid4().hex[:8])
+    """A fresh name per call, so tests sharing a broker never see each other."""
+    return "%s-%d-%d" % (stem, os.getpid(), next(_ids))
 
 
 def _client(client_id, clean):

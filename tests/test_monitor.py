@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from host_tools import fleet, monitor, replay
 from host_tools.mosquitto import HOST, Broker, free_port
 from tests.conftest import ROOT
-from tests.test_mqtt import unique
+from tests.paho_subscriber import unique
 
 PARKING = (7.5, 7.7)  # hours of the bundled parking day: a few arrivals on four bays
 

@@ -2,7 +2,6 @@
 that records and breaks connections, on CPython and inside MicroPython.
 Each guarantee of docs/mqtt.md has a test here."""
 
-import itertools
 import os
 import select
 import signal
@@ -19,14 +18,7 @@ from citynode.mqtt import MQTTClient, MQTTError
 from host_tools import mpy
 from host_tools.mosquitto import HOST, Broker, free_port, make_pki
 from tests.conftest import ROOT
-
-_ids = itertools.count(1)
-
-
-def unique(stem):
-    """A fresh name per call, so tests sharing a broker never see each other."""
-    return "%s-%d-%d" % (stem, os.getpid(), next(_ids))
-
+from tests.paho_subscriber import unique
 
 # ---- wire helpers (written from the MQTT 3.1.1 text, independent of the module)
 
@@ -35,20 +27,37 @@ def mqtt_str(b):
     return bytes((len(b) >> 8, len(b) & 0xFF)) + b
 
 
-def packets(data):
-    """Split a byte stream into (first byte, body) MQTT packets."""
+def split_packets(data):
+    """(whole packets as bytes, the bytes of an unfinished last one)."""
     out, i = [], 0
     while i < len(data):
-        first, n, shift, j = data[i], 0, 0, i + 1
-        while True:
+        n = shift = 0
+        j = i + 1
+        while j < len(data):
             b = data[j]
             j += 1
             n |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
                 break
-        out.append((first, bytes(data[j:j + n])))
+        else:
+            break
+        if j + n > len(data):
+            break
+        out.append(bytes(data[i:j + n]))
         i = j + n
+    return out, bytes(data[i:])
+
+
+def packets(data):
+    """Split a byte stream into (first byte, body) MQTT packets; an
+    unfinished last packet is left out."""
+    out = []
+    for p in split_packets(data)[0]:
+        j = 1
+        while p[j] & 0x80:
+            j += 1
+        out.append((p[0], p[j + 1:]))
     return out
 
 
@@ -95,7 +104,7 @@ class Relay:
     class Conn:
         def __init__(self, client, server):
             self.client, self.server = client, server
-            self.pending = bytearray()  # client bytes not yet framed (while losing publishes)
+            self.pending = b""  # client bytes not yet framed (while losing publishes)
             self.c2s = bytearray()
             self.c2s_times = []  # (monotonic time, bytes)
             self.open = True
@@ -201,27 +210,13 @@ class Relay:
         are to be lost, in which case whole packets are framed first."""
         if not self.lose_publishes and not conn.pending:
             return data
-        buf = conn.pending + data
+        whole, conn.pending = split_packets(conn.pending + data)
         out = bytearray()
-        while len(buf) >= 2:
-            n = shift = 0
-            i = 1
-            while i < len(buf):
-                n |= (buf[i] & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not buf[i - 1] & 0x80:
-                    break
-            else:
-                break
-            if len(buf) < i + n:
-                break
-            packet, buf = buf[:i + n], buf[i + n:]
+        for packet in whole:
             if packet[0] >> 4 == 3 and self.lose_publishes:
                 self.lose_publishes -= 1
                 continue
             out += packet
-        conn.pending = bytearray(buf)
         return bytes(out)
 
     def _to_client(self, conn, data):

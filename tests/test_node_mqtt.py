@@ -99,13 +99,8 @@ def wire(relay, prefix):
 
 
 def sent_count(conn):
-    """Readings sent so far on one live connection (its last packet may be partial)."""
-    for _ in range(20):
-        try:
-            return sum(1 for p in publishes(bytes(conn.c2s)) if not p["topic"].endswith("/status"))
-        except IndexError:
-            time.sleep(0.005)
-    raise AssertionError("cannot split the node's stream into packets")
+    """Readings sent so far on one live connection (an unfinished last packet not counted)."""
+    return sum(1 for p in publishes(bytes(conn.c2s)) if not p["topic"].endswith("/status"))
 
 
 class StormRun:

@@ -64,8 +64,8 @@ class SimHal:
                 prev = raw_t
                 wait(deadline)
             self.t = t = raw_t & ticks.MASK
-            due = core.due_at.get(sid, t)
-            if due is None or ticks.diff(t, due) >= -SLACK_MS and sid in core.due_at:
+            due_at = core.due_at
+            if sid in due_at and (due_at[sid] is None or ticks.diff(t, due_at[sid]) >= -SLACK_MS):
                 self.taken += 1
                 if self.bench is not None and sid in self.bench:
                     rec = self.bench.sample(sid, rec)
