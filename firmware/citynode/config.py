@@ -17,7 +17,7 @@ PARAMS = {
     "bay_magnetic": _COMMON + _BAY + ("lsb_per_ut", "enter_ut", "exit_ut"),
     "water": _COMMON + ("pings", "tolerance_mm", "mount_mm", "thresholds_mm", "hysteresis_mm", "noise_mm",
                         "max_rise_mm_min", "max_level_mm", "rising_mm_min", "fast_s", "slow_s",
-                        "rate_window_s", "obstructed_fault_s", "dry_tau_s", "dry_zero_mm"),
+                        "rate_window_s", "obstruction_s", "obstructed_fault_s", "dry_tau_s", "dry_zero_mm"),
     "env": _COMMON + ("period_s",),
 }
 
