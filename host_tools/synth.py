@@ -12,6 +12,13 @@ Three scenarios (docs/synthetic-models.md states the models and sources):
   sensor, echo dropouts in heavy rain, ±1 cm ultrasonic noise.
 - `dry-week`: seven dry days with puddles from showers, parked cars and
   vans, bins, pedestrians, traffic, a sensor outage: no flood.
+- `street-faults`: what real street loggers show besides water: a stretch
+  with something in the ultrasonic's blind zone, a BME280 that fails
+  (-146 °C, then constant plausible garbage), pairs of false echoes from
+  evening sun on the transducer at a 10-minute logger's spacing and at the
+  node's 10 s, a 10-day outage with no samples at all, and a flood after it.
+- `street-soak`: the same effects over 40 days, with a 7-day blind stretch
+  and the 10-day outage before a flood (not bundled: a test makes it).
 
 Output is a recording in the citynode format (docs/recording-format.md).
 The same seed gives the same bytes.
@@ -497,8 +504,146 @@ def dry_week(seed=3, start=DEFAULT_START):
                          "parked cars, vans, bins, people and traffic under the sensor.")
 
 
-SCENARIOS = {"parking-day": parking_day, "flood-event": flood_event, "dry-week": dry_week}
-DEFAULT_SEEDS = {"parking-day": 1, "flood-event": 2, "dry-week": 3}
+# ---------------------------------------------------------------- street faults
+
+BLIND_MM = 180  # a distance inside the jsn-sr04t's 250 mm blind zone
+_FAILED_BME280 = {"temp_c": -38.0, "pressure_pa": 92800.0, "humidity_pct": 100.0}
+
+
+class _Plan:
+    """What happens when in a street-faults recording; times in s from start.
+
+    `spans`: (start, end, street_every_s, env_every_s), the recording's
+    spacing; outside them nothing is recorded (an outage). `blind`, `sun`,
+    `bme_broken`: (start, end) of each effect; `sun` also carries the false
+    level (mm). `cells`: rain cells as in `_storm`."""
+
+    def __init__(self, duration_s, spans, blind, sun, bme_broken, cells, peak_mm):
+        self.duration_s = duration_s
+        self.spans = spans
+        self.blind = blind
+        self.sun = sun
+        self.bme_broken = bme_broken
+        self.cells = cells
+        self.peak_mm = peak_mm
+
+
+def _steady_air(rng, days):
+    """Overcast, steady weather: each day's mean 12-16 °C and a diurnal swing
+    of ±1 °C, humid, pressure slowly changing (a rainy spell)."""
+    means = [rng.uniform(12.0, 16.0) for _ in range(days + 2)]
+
+    def air(s):
+        d = int(s // 86400)
+        f = (s % 86400) / 86400.0
+        mean = means[d] * (1 - f) + means[d + 1] * f
+        temp = mean - 1.0 * math.cos(2 * math.pi * (_hour(s) - 3) / 24)
+        return temp, 88.0 - 2.0 * (temp - mean), 100800.0 + 600.0 * math.sin(2 * math.pi * s / (4 * 86400))
+    return air
+
+
+def _street_faults(rng, scenario, node, start, seed, plan, notes):
+    sensors = [
+        {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 7,
+         "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300]},
+        {"id": "env", "type": "env", "driver": "bme280", "period_s": 60},
+    ]
+    header = _header(node, "esp32-devkitc", start, plan.duration_s, sensors, seed, scenario, notes)
+    header["plan"] = {"recorded_every_s": [{"from_s": a, "to_s": b, "street": se, "env": ee}
+                                           for a, b, se, ee in plan.spans]}
+    rec = _Recording(header)
+    duration = plan.duration_s
+    storm = _storm(plan.cells)
+    reach = [(c - 6 * w, c + 6 * w) for c, w, _ in plan.cells]
+
+    def rain(s):
+        return storm(s) if any(a <= s < b for a, b in reach) else 0.0
+
+    levels = _reservoir(rain, duration, tau_s=2400.0, peak_mm=plan.peak_mm)
+    air = _steady_air(rng, duration // 86400 + 1)
+    clutter = _street_clutter(rng, duration, [])
+    last_truth = None
+    last_truth_t = -1e9
+    for s, lv in enumerate(levels):
+        if last_truth is None or abs(lv - last_truth) >= 1.0 or s - last_truth_t >= 600:
+            rec.add(s * 1000, {"truth": "street", "level_mm": round(lv, 1)})
+            last_truth, last_truth_t = lv, s
+    broken_seen = set()
+    for a, b, every_street, every_env in plan.spans:
+        for s in range(a, b, math.gcd(every_street, every_env)):
+            temp_c, rh, p = air(s)
+            if s % every_env == 0:
+                broken = next((x for x in plan.bme_broken if x[0] <= s < x[1]), None)
+                if broken is None:
+                    rec.add(s * 1000, dict(s="env", **_bme(rng, temp_c, rh, p)))
+                elif broken not in broken_seen:  # the failure starts with one absurd reading
+                    broken_seen.add(broken)
+                    rec.add(s * 1000, dict(_FAILED_BME280, s="env", temp_c=-146.0))
+                else:
+                    rec.add(s * 1000, dict(s="env", **_FAILED_BME280))
+            if s % every_street:
+                continue
+            blind = any(x <= s < y for x, y in plan.blind)
+            false_mm = next((f[2] for f in plan.sun if f[0] <= s < f[1]), None)
+            dists = []
+            for k in range(7):  # pings 150 ms apart
+                if blind:
+                    dists.append(BLIND_MM)
+                elif false_mm is not None:
+                    dists.append(STREET_MOUNT_MM - false_mm)
+                else:
+                    dists.append(STREET_MOUNT_MM - max(levels[s], clutter.height(s + 0.15 * k)))
+            p_drop = 0.02 + (0.2 if rain(s) > 50 else 0.0)
+            rec.add(s * 1000, {"s": "street", "echo_us": _burst(rng, dists, (temp_c, rh, p), 5.0, p_drop)})
+    return rec
+
+
+_H = 3600
+_D = 86400
+
+
+def street_faults(seed=4, start=DEFAULT_START):
+    """16 days, most of them an outage (cheap to bundle)."""
+    rng = random.Random(seed)
+    sun_10s = (18 * _H + 600, 18 * _H + 600 + 150, rng.uniform(150, 350))  # 2.5 min at 10 s
+    sun_log = (_D + 18 * _H + 300, _D + 18 * _H + 300 + 900, rng.uniform(150, 350))  # two 10-min readings
+    plan = _Plan(
+        duration_s=16 * _D,
+        spans=[(0, 16 * _H, 60, 300), (16 * _H, 20 * _H, 10, 60), (20 * _H, _D, 60, 300),
+               (_D, 4 * _D, 600, 600),  # a sparse logger: the paired echoes, the BME280, the blind zone
+               (14 * _D, 15 * _D + 13 * _H, 60, 300),  # back after a 10-day outage
+               (15 * _D + 13 * _H, 15 * _D + 20 * _H, 10, 60), (15 * _D + 20 * _H, 16 * _D, 60, 300)],
+        blind=[(2 * _D, 3 * _D + 12 * _H)],
+        sun=[sun_10s, sun_log],
+        bme_broken=[(_D + 22 * _H, 4 * _D)],
+        cells=[(15 * _D + 15 * _H, 1200, 80.0)],
+        peak_mm=380.0)
+    return _street_faults(rng, "street-faults", "street-demo-3", start, seed, plan,
+                          "Synthetic: sun false echoes at 10 s and at a 10-minute logger's spacing, a "
+                          "BME280 failing into constant garbage, two days in the blind zone, a 10-day "
+                          "outage, then a flood.")
+
+
+def street_soak(seed=5, start=DEFAULT_START):
+    """40 days: a 7-day blind stretch, a 10-day outage, then a flood."""
+    rng = random.Random(seed)
+    plan = _Plan(
+        duration_s=40 * _D,
+        spans=[(0, 17 * _D, 60, 300), (27 * _D, 32 * _D, 60, 300), (32 * _D, 33 * _D, 10, 60),
+               (33 * _D, 40 * _D, 60, 300)],
+        blind=[(9 * _D, 16 * _D)],
+        sun=[],
+        bme_broken=[],
+        cells=[(32 * _D + 14 * _H, 1500, 90.0)],
+        peak_mm=420.0)
+    return _street_faults(rng, "street-soak", "street-demo-4", start, seed, plan,
+                          "Synthetic: 40 days with a 7-day blind stretch and a 10-day outage, then a "
+                          "flood past danger.")
+
+
+SCENARIOS = {"parking-day": parking_day, "flood-event": flood_event, "dry-week": dry_week,
+             "street-faults": street_faults, "street-soak": street_soak}
+DEFAULT_SEEDS = {"parking-day": 1, "flood-event": 2, "dry-week": 3, "street-faults": 4, "street-soak": 5}
 
 
 def synth(scenario, path, seed=None, start=DEFAULT_START):

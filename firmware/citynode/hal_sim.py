@@ -4,7 +4,11 @@ On the board the scheduler sleeps until a sensor is due and reads it; here
 time is the recording's. Each recorded sample of a sensor is handed to the
 core if the core wanted that sensor by then (within `SLACK_MS`), and
 skipped otherwise — a recording made at the fastest rate thus replays
-exactly what an adaptively sampling node would have measured. A recording
+exactly what an adaptively sampling node would have measured. The
+recording's times do not wrap: a silence so long that the ticks alias it
+(2**29 ms, 6.2 days, or more since the node's last sample, or since that
+sensor's) is reported to the core (`Core.silence`) with its true length
+before the sample is judged due. A recording
 with bus-level values (version 2) is read through emulated parts and the
 real drivers first.
 
@@ -36,6 +40,8 @@ class SimHal:
         self.taken = 0
         self.truth = 0
         self.t = 0  # the recording's time: the last sample's tick
+        self._fed = None  # the recording's time (ms, unwrapped) of the last sample handed over
+        self._fed_by = {}  # the same for each sensor
 
     def clock(self):
         """The core's clock: tick 0 is the recording's start."""
@@ -65,13 +71,26 @@ class SimHal:
                 wait(deadline)
             self.t = t = raw_t & ticks.MASK
             due_at = core.due_at
+            if sid in due_at:
+                self._tell_silence(core, sid, raw_t, t)
             if sid in due_at and (due_at[sid] is None or ticks.diff(t, due_at[sid]) >= -SLACK_MS):
+                self._fed = self._fed_by[sid] = raw_t
                 self.taken += 1
                 if self.bench is not None and sid in self.bench:
                     rec = self.bench.sample(sid, rec)
                 yield sid, t, rec
             else:
                 yield sid, t, None
+
+    def _tell_silence(self, core, sid, raw_t, t):
+        last = self._fed
+        if last is not None and raw_t - last >= ticks.HALF:
+            core.silence(t, raw_t - last)
+            self._fed_by.clear()
+            return
+        last = self._fed_by.get(sid)
+        if last is not None and raw_t - last >= ticks.HALF:
+            core.silence(t, raw_t - last, sid)
 
     def run(self, core):
         """Drive `core` through the whole recording, as fast as it goes."""

@@ -57,6 +57,16 @@ class Clock:
         self._ms = 0
         self._t = t
 
+    def advance(self, t0, t, gap_ms):
+        """Re-anchor: tick `t` is `gap_ms` ms after tick `t0` (one the clock
+        was asked about lately), whatever the ticks say; for a silence
+        longer than the ticks measure (or a clock step), told by whoever
+        knows its length."""
+        ms = self._ms + diff(t0, self._t) + gap_ms
+        self._s += ms // 1000
+        self._ms = ms % 1000
+        self._t = t
+
     def epoch(self, t):
         d = diff(t, self._t)
         if d < 0:
