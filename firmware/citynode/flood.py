@@ -16,8 +16,9 @@ last. Each good reading r is judged against the last accepted reading R:
   (a) *pair*: it agrees with the run's previous reading taken at most
   `2 * slow_s` before it (so a single-sample spike never becomes the
   level, and two readings 10 minutes apart never confirm each other), and
-  it is a change water could make: a fall, or a rise within the rise bound
-  since R was accepted; or
+  the run began with a change water could make: a fall, or a rise within
+  the rise bound since R was accepted (a jump does not become water-like
+  by lasting: only (b) can accept it); or
   (b) *persistence*: the run holds at least three readings and spans at
   least `obstruction_s` (300 s). A jump water cannot make (something under
   the sensor, a false echo) is held only that long: a burst shorter than
@@ -112,6 +113,7 @@ class WaterLevel:
         self._run_v = 0
         self._run_t = None
         self._run_ms = 0
+        self._run_water = False
         self._obstructed_t = None
         self._obstruction_fault = False
         self._faulted = False
@@ -147,9 +149,10 @@ class WaterLevel:
         if not self._run_n:
             self._run_n = 1
             self._run_ms = 0
+            self._run_water = self._water_like(t, r)
         self._run_v = r
         self._run_t = t
-        water_like = self._water_like(t, r)
+        water_like = self._run_water
         if paired and water_like or (self._run_n >= _RUN_READINGS and self._run_ms >= self.obstruction_ms
                                      and (water_like or r <= self.max_level_mm)):
             self._accept(t, r)
