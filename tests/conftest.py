@@ -10,7 +10,7 @@ from host_tools import mpy
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = ROOT / "recordings"
-BUNDLED = ("parking-day", "flood-event", "dry-week")
+BUNDLED = ("parking-day", "flood-event", "dry-week", "street-faults")
 
 
 def bundled(name):

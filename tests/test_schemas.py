@@ -190,7 +190,7 @@ def test_schema_examples_validate(name, checkers):
 def test_event_branches_are_told_apart_by_kind():
     schema = load_schema("event")
     kinds = [_resolve(schema, b)["properties"]["kind"]["const"] for b in schema["oneOf"]]
-    assert sorted(kinds) == ["alert", "fault", "occupancy"]
+    assert sorted(kinds) == ["alert", "fault", "gap", "occupancy"]
 
 
 def test_documented_examples_validate(checkers):
@@ -209,7 +209,7 @@ def test_documented_examples_validate(checkers):
             name = "bay"
         assert not errors(checkers, name, payload), payload
         seen.add(label(name, payload))
-    assert seen == {"bay", "water", "env", "event:occupancy", "event:alert", "event:fault"}
+    assert seen == {"bay", "water", "env", "event:occupancy", "event:alert", "event:fault", "event:gap"}
 
 
 # ---- what the node sends
@@ -246,6 +246,7 @@ def test_every_schema_exercised(wire, checkers):
     counts = {}
     water_faults = set()
     water_states = set()
+    water_air = set()
     for sent in wire.values():
         for topic, body, _qos, _retain in sent:
             name = schema_for(topic)
@@ -256,11 +257,14 @@ def test_every_schema_exercised(wire, checkers):
                 water_states.add(payload["state"])
                 if "fault" in payload:
                     water_faults.add(payload["fault"])
-    for key in ("bay", "water", "env", "event:occupancy", "event:alert", "event:fault"):
+                water_air.add(payload.get("air"))
+    kinds = {"bay", "water", "env", "event:occupancy", "event:alert", "event:fault", "event:gap"}
+    for key in kinds:
         assert counts.get(key, 0) > 0, "no %s message in the bundled recordings" % key
-    assert set(counts) == {"bay", "water", "env", "event:occupancy", "event:alert", "event:fault"}
+    assert set(counts) == kinds
     assert water_faults  # the optional `fault` of `water` is exercised too
     assert water_states == {"clear", "pending", "obstructed"}
+    assert "held" in water_air  # and the optional `air` (street-faults: a failing BME280)
 
 
 def test_alert_events_cover_every_level(wire):

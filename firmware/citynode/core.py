@@ -65,9 +65,8 @@ class Core:
         self.q16 = half_speed_q16(self.speed_mm_s)
         for s in sensors:
             self._add(s)
-        for sid in self.gap_ms:
-            if self.gap_ms[sid] < self.gap_limit:
-                self.gap_limit = self.gap_ms[sid]
+        if self.gap_ms:
+            self.gap_limit = min(self.gap_ms.values())
 
     def _add(self, s):
         sid = s["id"]

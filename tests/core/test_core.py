@@ -1,7 +1,7 @@
 from citynode.config import check_sensors
 from citynode.core import Core
 from citynode.ranging import half_speed_q16, speed_mm_s
-from citynode.ticks import Clock
+from citynode.ticks import MASK, Clock, add
 from tests.core.helpers import Collect, echo_for_mm
 
 START = 1783987200
@@ -168,3 +168,247 @@ def test_the_bme280_is_read_with_every_fast_water_burst_and_published_each_minut
         core.feed("env", t, air)
     sent = [t for t, topic, p in out.messages if topic == "env"]
     assert sent == [0, 60000, 120000]
+
+
+# ---- silences the node cannot bridge, and air readings that cannot be air
+
+STREET = [
+    {"id": "street", "type": "water", "driver": "jsn-sr04t", "mount_mm": 3500},
+    {"id": "env", "type": "env", "period_s": 60},
+]
+AIR = {"temp_c": 20.0, "pressure_pa": 101325, "humidity_pct": 50.0}
+HOUR = 3600000
+
+
+def make_street():
+    out = Collect()
+    return Core(STREET, Clock(START, 0), out), out
+
+
+def dry(core, t, mm=3500):
+    core.feed("street", t, {"echo_us": [echo_for_mm(mm, core.q16)] * 7})
+
+
+def air_at(t_c, p=101325, rh=50.0):
+    return {"temp_c": t_c, "pressure_pa": p, "humidity_pct": rh}
+
+
+def gaps(out):
+    return [(e["sensor"], e["gap_s"], e["ts"]) for e in out.events("gap")]
+
+
+def test_an_hour_without_samples_is_a_silence_every_sensor_hears_of():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    dry(core, 0)
+    dry(core, 10000)
+    assert gaps(out) == []
+    t = 10000 + HOUR + 1000
+    dry(core, t)
+    assert gaps(out) == [("street", 3601, START + 3611), ("env", 3601, START + 3611)]
+    assert core.due_at["env"] is None  # read again at once
+    core.feed("env", t + 500, AIR)
+    assert len(gaps(out)) == 2  # one silence, one event per sensor
+
+
+def test_an_hour_exactly_is_no_silence():
+    core, out = make_street()
+    dry(core, 0)
+    dry(core, HOUR)
+    assert gaps(out) == []
+
+
+def test_ticks_that_go_back_are_a_silence_of_unknown_length_and_time_never_runs_back():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    for i in range(1, 4):
+        dry(core, i * 10000)
+    dry(core, 5000)
+    assert gaps(out) == [("street", None, START + 30), ("env", None, START + 30)]
+    dry(core, 15000)
+    assert out.messages[-1][2]["ts"] == START + 40
+
+
+def test_a_silence_the_hardware_layer_reports_counts_in_full():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    dry(core, 0)
+    dry(core, 10000)
+    ten_days = 10 * 86400000
+    t = ten_days & MASK  # the tick the board's clock shows after ten days
+    core.silence(t, ten_days)
+    core.feed("env", t, AIR)
+    dry(core, t)
+    assert gaps(out) == [("street", 864000, START + 864010), ("env", 864000, START + 864010)]
+    assert [p["ts"] for _, topic, p in out.messages if topic == "water"][-1] == START + 864010
+    dry(core, add(t, 10000))
+    assert out.messages[-1][2]["ts"] == START + 864020
+
+
+def test_one_sensor_silent_for_over_an_hour_alone_restarts_alone():
+    core, out = make_street()
+    dry(core, 0)
+    for i in range(0, 80):
+        core.feed("env", i * 60000, AIR)
+    dry(core, 80 * 60000)
+    assert gaps(out) == [("street", 4800, START + 4800)]
+
+
+def test_a_long_period_schedule_is_not_a_silence():
+    out = Collect()
+    core = Core([{"id": "env", "type": "env", "period_s": 7200}], Clock(START, 0), out)
+    for i in range(5):
+        core.feed("env", i * 7200000, AIR)
+    assert gaps(out) == []
+
+
+def test_absurd_air_numbers_are_a_fault_never_a_crash():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    speed = core.speed_mm_s
+    bad = [1e308, -1e308, float("nan"), float("inf"), -float("inf"), 10 ** 40, -146.0, 85.01, "20", None,
+           True, [20.0]]
+    t = 0
+    for v in bad:
+        t += 60000
+        core.feed("env", t, air_at(v))
+    for p in (1e308, float("nan"), 29999, 110001, 10 ** 30):
+        t += 60000
+        core.feed("env", t, air_at(20.0, p))
+    for rh in (-0.1, 100.1, float("nan")):
+        t += 60000
+        core.feed("env", t, air_at(20.0, 101325, rh))
+    core.feed("env", t + 60000, {"temp_c": 20.0})
+    core.feed("env", t + 120000, {})
+    core.feed("env", t + 180000, "garbage")
+    core.feed("env", t + 240000, {"fault": 7})
+    assert core.speed_mm_s == speed and core.air == (2000, 500, 101325)
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [("air_out_of_range", True)]
+    core.feed("env", t + 300000, AIR)
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [
+        ("air_out_of_range", True), ("air_out_of_range", False)]
+
+
+def test_absurd_bursts_and_fields_are_a_fault_never_a_crash():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    for i in range(3):
+        dry(core, i * 10000)
+    t = 30000
+    for sample in ({"echo_us": [1e308] * 7}, {"echo_us": [float("nan")] * 7}, {"echo_us": "x"},
+                   {"echo_us": []}, {"echo_us": [None, 1, 2]}, {"echo_us": [10 ** 40] * 7},
+                   {"distance_mm": [float("inf")]}, {}, None, 42, {"fault": None}):
+        core.feed("street", t, sample)
+        t += 10000
+    water = [p for _, topic, p in out.messages if topic == "water"]
+    assert water[-1]["level_mm"] == 0
+    assert water[-1]["fault"] == "bad_sample"
+    assert water[-6]["fault"] == "no_echo"  # a huge int is only an echo that never came back
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [("bad_sample", True)]
+
+
+def test_absurd_magnetometer_counts_are_a_fault():
+    core, out = make()
+    for s in range(12):
+        core.feed("bay-03", s * 1000, {"mag": [2400, 120, 5160]})
+    for s in range(12, 50):
+        core.feed("bay-03", s * 1000, {"mag": [1e308, float("nan"), 10 ** 40]})
+    for s in range(50, 60):
+        core.feed("bay-03", s * 1000, {"mag": [1, 2]})
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [("bad_sample", True)]
+
+
+def held(out):
+    return [p.get("air") for _, topic, p in out.messages if topic == "water"]
+
+
+def test_a_jump_faster_than_air_changes_is_held_back_and_the_water_payload_says_so():
+    core, out = make_street()
+    core.feed("env", 0, air_at(20.0))
+    dry(core, 0)
+    dry(core, 10000)
+    core.feed("env", 60000, air_at(24.0))  # 4 °C in a minute: more than 1 °C + 2 °C/min
+    dry(core, 60000)
+    assert core.air[0] == 2000 and held(out) == [None, "held"]
+    core.feed("env", 120000, air_at(20.5))
+    dry(core, 120000)
+    assert core.air[0] == 2050 and held(out)[-1] is None
+    core.feed("env", 180000, air_at(22.0))  # 1.5 °C in a minute: air does that
+    assert core.air[0] == 2200
+
+
+def test_pressure_that_jumps_is_held_back():
+    core, _ = make_street()
+    core.feed("env", 0, air_at(20.0, 101325))
+    core.feed("env", 60000, air_at(20.0, 100800))  # 5 hPa in a minute
+    assert core.air[2] == 101325
+    core.feed("env", 120000, air_at(20.0, 101200))
+    assert core.air[2] == 101200
+
+
+def test_a_value_that_repeats_exactly_for_half_an_hour_is_stuck():
+    core, out = make_street()
+    core.feed("env", 0, air_at(20.0))
+    for i in range(1, 40):
+        core.feed("env", i * 60000, air_at(20.0))
+    faults = out.events("fault")
+    assert [(e["fault"], e["active"], e["ts"]) for e in faults] == [("air_stuck", True, START + 34 * 60)]
+    core.feed("env", 40 * 60000, air_at(20.01))
+    assert [(e["fault"], e["active"]) for e in out.events("fault")][-1] == ("air_stuck", False)
+
+
+def dead_then_garbage(core, t0, minutes):
+    """A BME280 failing at t0: -146 °C once, then -38 °C, 928 hPa, 100 %RH."""
+    core.feed("env", t0, air_at(-146.0, 92800, 100.0))
+    for i in range(1, minutes):
+        core.feed("env", t0 + i * 60000, air_at(-38.0, 92800, 100.0))
+
+
+def test_a_failing_bme280_never_becomes_the_air_and_the_level_holds():
+    core, out = make_street()
+    t = 0
+    while t < 3 * HOUR:  # a good history first
+        core.feed("env", t, air_at(15.0 + (t // 60000) % 3 * 0.1))
+        t += 60000
+    good = core.air
+    for i in range(6):
+        dry(core, t + i * 60000)
+    dead_then_garbage(core, t, 24 * 60)
+    for i in range(6, 24 * 60, 10):
+        dry(core, t + i * 60000)
+    assert core.air == good
+    water = [p for _, topic, p in out.messages if topic == "water"]
+    assert {p["level_mm"] for p in water} == {0}
+    assert {p.get("air") for p in water[6:]} == {"held"}
+    # named after the reading that raised it, 180 s (`fault_after_s`) in
+    assert [(e["fault"], e["active"]) for e in out.events("fault")] == [("air_far_from_history", True)]
+    core.feed("env", t + 24 * HOUR, air_at(15.5))  # a new part: within the history
+    assert core.air[0] == 1550
+    assert [(e["fault"], e["active"]) for e in out.events("fault")][-1] == ("air_far_from_history", False)
+
+
+def test_noisy_garbage_far_from_the_history_never_becomes_the_air():
+    core, out = make_street()
+    for i in range(200):
+        core.feed("env", i * 60000, air_at(15.0 + (i % 5) * 0.05))
+    for i in range(200, 600):
+        core.feed("env", i * 60000, air_at(-38.0 + (i % 7) * 0.1, 92800 + (i % 3) * 10, 100.0))
+    assert core.air[0] < 1600
+    assert [e["fault"] for e in out.events("fault")] == ["air_far_from_history"]
+
+
+def test_a_part_that_starts_with_garbage_does_not_become_the_history():
+    core, out = make_street()
+    for i in range(40):  # stuck from the start: taken at first, then found stuck
+        core.feed("env", i * 60000, air_at(-38.0, 92800, 100.0))
+    for i in range(40, 400):
+        core.feed("env", i * 60000, air_at(18.0 + (i % 4) * 0.05))
+    assert core.air[0] >= 1800 and core.air[2] == 101325
+
+
+def test_no_air_reading_ever_is_the_default_and_the_water_payload_says_so():
+    out = Collect()
+    core = Core(STREET[:1], Clock(START, 0), out)
+    for i in range(3):
+        dry(core, i * 10000)
+    assert held(out) == ["default", "default"]

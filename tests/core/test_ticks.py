@@ -33,3 +33,21 @@ def test_clock_answers_for_a_tick_just_before_its_anchor():
     c = ticks.Clock(5000, 0)
     c.epoch(10000)
     assert c.epoch(9000) == 5009
+
+
+def test_clock_takes_a_silence_longer_than_the_ticks_measure():
+    c = ticks.Clock(1000, 0)
+    c.epoch(1500)
+    forty_days = 40 * 86400000
+    t = ticks.add(1500, forty_days)  # the ticks wrapped three times and more
+    c.advance(1500, t, forty_days)
+    assert c.epoch(t) == 1001 + 40 * 86400
+    assert c.epoch(ticks.add(t, 2500)) == 1004 + 40 * 86400
+
+
+def test_clock_advance_from_a_tick_before_its_anchor():
+    c = ticks.Clock(1000, 0)
+    c.epoch(5000)  # anchored at 5 s
+    c.advance(4000, 100, 0)  # tick 100 is tick 4000's time: a step back of the ticks
+    assert c.epoch(100) == 1004
+    assert c.epoch(1100) == 1005
