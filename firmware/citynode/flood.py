@@ -32,7 +32,8 @@ deepest credible level is published as `max_level_mm`, with the fault
 `above_max` (attribute `level_fault`, and a fault event when it starts and
 when the water is back below `max_level_mm - noise_mm`), and is followed
 back down as it recedes. A jump above `max_level_mm` (more than water could
-rise in the pair window) is something under the sensor, never the level:
+rise in the pair window, to more than `max_level_mm + noise_mm`) is
+something under the sensor, never the level:
 the level is held while it stays, and followed again once the view clears.
 
 Every interval comes from `elapsed`: a tick difference that is negative
@@ -154,7 +155,7 @@ class WaterLevel:
         self._run_t = t
         water_like = self._run_water
         if paired and water_like or (self._run_n >= _RUN_READINGS and self._run_ms >= self.obstruction_ms
-                                     and (water_like or r <= self.max_level_mm)):
+                                     and (water_like or r <= self.max_level_mm + self.noise_mm)):
             self._accept(t, r)
         elif water_like:
             self.mode = PENDING
@@ -164,17 +165,17 @@ class WaterLevel:
 
     def _water_like(self, t, r):
         """Could water have moved from the last accepted reading to `r` by
-        tick `t`? A fall always could. Above `max_level_mm` only a rise water
-        makes within the pair window (2 * slow_s) counts: deeper water is
+        tick `t`? A fall always could. Above `max_level_mm` (and its noise)
+        only a rise water makes within the pair window (2 * slow_s) counts: deeper water is
         reached by rising through the levels below, while a jump above it,
         however long after the last level, is something under the sensor."""
         raw = self._raw
         if raw is None:
-            return r <= self.max_level_mm
+            return r <= self.max_level_mm + self.noise_mm
         if r <= raw:
             return True
         dt = elapsed(t, self.level_t)
-        if r > self.max_level_mm and dt > 2 * self.slow_ms:
+        if r > self.max_level_mm + self.noise_mm and dt > 2 * self.slow_ms:
             dt = 2 * self.slow_ms
         return r - raw <= self.rise_bound(dt)
 
