@@ -29,7 +29,6 @@ affected sensor gets a `gap` event, and every sensor is read again at once.
 from citynode import payloads, ticks
 from citynode.air import AirCheck
 from citynode.flood import WaterLevel
-from citynode.occupancy import MagneticBay, UltrasonicBay
 from citynode.ranging import FAULT_NAMES, RANGERS, Ranger, half_speed_q16, speed_mm_s
 
 _DEFAULT_PERIOD_S = {"bay_ultrasonic": 1, "bay_magnetic": 1, "env": 60}
@@ -81,9 +80,13 @@ class Core:
             limits = RANGERS[s.get("driver", "hc-sr04")]
             self.rangers[sid] = Ranger(limits[0], limits[1], limits[2], s.get("tolerance_mm", 25))
         if kind == "bay_ultrasonic":
+            from citynode.occupancy import UltrasonicBay  # only a parking node needs the bay code
+
             self.detectors[sid] = UltrasonicBay(sid, self.events, s)
             self._feeders[sid] = self._feed_ultrasonic_bay
         elif kind == "bay_magnetic":
+            from citynode.occupancy import MagneticBay
+
             self.detectors[sid] = MagneticBay(sid, self.events, s)
             self._feeders[sid] = self._feed_magnetic_bay
         elif kind == "water":
