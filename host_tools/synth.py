@@ -371,16 +371,18 @@ def _storm(cells):
     return rain
 
 
-def _street(rng, scenario, node, start, duration_s, period_s, env_period_s, seed, level, rain,
-            air_fn, clutter, outages, notes):
+def _street_header(scenario, node, start, duration_s, seed, notes):
     sensors = [
         {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 7,
          "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300]},
         {"id": "env", "type": "env", "driver": "bme280", "period_s": 60},
     ]
-    header = _header(node, "esp32-devkitc", start, duration_s, sensors, seed, scenario, notes)
-    header["plan"] = {"recorded_every_s": {"street": period_s, "env": env_period_s}}
-    rec = _Recording(header)
+    return _header(node, "esp32-devkitc", start, duration_s, sensors, seed, scenario, notes)
+
+
+def _street_truth(rec, level, duration_s):
+    """Truth lines of the street's level (`level(s)`, mm): whenever it has
+    moved by 1 mm, and at least every 10 minutes."""
     last_truth = None
     last_truth_t = -1e9
     for s in range(0, duration_s):
@@ -388,6 +390,16 @@ def _street(rng, scenario, node, start, duration_s, period_s, env_period_s, seed
         if last_truth is None or abs(lv - last_truth) >= 1.0 or s - last_truth_t >= 600:
             rec.add(s * 1000, {"truth": "street", "level_mm": round(lv, 1)})
             last_truth, last_truth_t = lv, s
+
+
+def _street(rng, scenario, node, start, duration_s, period_s, env_period_s, seed, level, rain,
+            air_fn, clutter, outages, notes):
+    header = _street_header(scenario, node, start, duration_s, seed, notes)
+    header["plan"] = {"recorded_every_s": {"street": period_s, "env": env_period_s}}
+    rec = _Recording(header)
+    _street_truth(rec, level, duration_s)
+    for s in range(0, duration_s):
+        lv = level(s)
         if s % period_s and s % env_period_s:
             continue
         temp_c, rh, p, bias = air_fn(s)
@@ -543,12 +555,7 @@ def _steady_air(rng, days):
 
 
 def _street_faults(rng, scenario, node, start, seed, plan, notes):
-    sensors = [
-        {"id": "street", "type": "water", "driver": "jsn-sr04t", "pings": 7,
-         "mount_mm": STREET_MOUNT_MM, "thresholds_mm": [50, 150, 300]},
-        {"id": "env", "type": "env", "driver": "bme280", "period_s": 60},
-    ]
-    header = _header(node, "esp32-devkitc", start, plan.duration_s, sensors, seed, scenario, notes)
+    header = _street_header(scenario, node, start, plan.duration_s, seed, notes)
     header["plan"] = {"recorded_every_s": [{"from_s": a, "to_s": b, "street": se, "env": ee}
                                            for a, b, se, ee in plan.spans]}
     rec = _Recording(header)
@@ -562,12 +569,7 @@ def _street_faults(rng, scenario, node, start, seed, plan, notes):
     levels = _reservoir(rain, duration, tau_s=2400.0, peak_mm=plan.peak_mm)
     air = _steady_air(rng, duration // 86400 + 1)
     clutter = _street_clutter(rng, duration, [])
-    last_truth = None
-    last_truth_t = -1e9
-    for s, lv in enumerate(levels):
-        if last_truth is None or abs(lv - last_truth) >= 1.0 or s - last_truth_t >= 600:
-            rec.add(s * 1000, {"truth": "street", "level_mm": round(lv, 1)})
-            last_truth, last_truth_t = lv, s
+    _street_truth(rec, levels.__getitem__, duration)
     broken_seen = set()
     for a, b, every_street, every_env in plan.spans:
         for s in range(a, b, math.gcd(every_street, every_env)):

@@ -61,7 +61,18 @@ steps = st.one_of(st.sampled_from([0, 1, 10000, 60000, 600000, 3600001, 7 * 8640
                   st.integers(-ticks.PERIOD, 3 * ticks.PERIOD))
 
 
-def check_messages(out):
+def replay(sensors, seq, after=None):
+    """Feed `seq`, (sensor, tick step, sample) each, to a fresh core; every
+    message must be sendable (JSON without NaN) with an integer `ts`.
+    `after(core)` runs after each sample."""
+    out = Collect()
+    core = Core(sensors, Clock(START, 0), out)
+    t = 0
+    for sid, step, sample in seq:
+        t = ticks.add(t, step)
+        core.feed(sid, t, sample)
+        if after is not None:
+            after(core)
     for _t, _topic, payload in out.messages:
         json.dumps(payload, allow_nan=False)  # what the publisher will send
         assert type(payload["ts"]) is int
@@ -70,13 +81,7 @@ def check_messages(out):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["street", "env"]), steps, street_sample, env_sample), max_size=60))
 def test_no_street_sample_and_no_tick_step_raises(seq):
-    out = Collect()
-    core = Core(STREET, Clock(START, 0), out)
-    t = 0
-    for sid, step, water, air in seq:
-        t = ticks.add(t, step)
-        core.feed(sid, t, water if sid == "street" else air)
-    check_messages(out)
+    replay(STREET, [(sid, step, water if sid == "street" else air) for sid, step, water, air in seq])
 
 
 @settings(max_examples=300, deadline=None)
@@ -84,18 +89,14 @@ def test_no_street_sample_and_no_tick_step_raises(seq):
                           st.floats(allow_nan=True, allow_infinity=True)), max_size=80))
 def test_the_speed_of_sound_only_ever_comes_from_air_in_range(seq):
     """Good bursts and air readings with absurd temperatures mixed in."""
-    out = Collect()
-    core = Core(STREET, Clock(START, 0), out)
-    t = 0
-    for sid, step, good, temp in seq:
-        t = ticks.add(t, step)
-        if sid == "street":
-            core.feed(sid, t, {"echo_us": [20400] * 7})
-        else:
-            core.feed(sid, t, {"temp_c": 20.0 if good else temp, "pressure_pa": 101325, "humidity_pct": 50.0})
+
+    def sane(core):
         assert core.air is None or -4000 <= core.air[0] <= 8500
         assert 300000 < core.speed_mm_s < 400000
-    check_messages(out)
+
+    replay(STREET, [(sid, step, {"echo_us": [20400] * 7} if sid == "street" else
+                     {"temp_c": 20.0 if good else temp, "pressure_pa": 101325, "humidity_pct": 50.0})
+                    for sid, step, good, temp in seq], sane)
 
 
 @settings(max_examples=200, deadline=None)
@@ -103,10 +104,4 @@ def test_the_speed_of_sound_only_ever_comes_from_air_in_range(seq):
                 max_size=60))
 def test_no_bay_sample_raises(seq):
     """Bays with absurd samples, at steps shorter than a silence."""
-    out = Collect()
-    core = Core(BAYS, Clock(START, 0), out)
-    t = 0
-    for sid, step, sample in seq:
-        t = ticks.add(t, step)
-        core.feed(sid, t, sample)
-    check_messages(out)
+    replay(BAYS, seq)
