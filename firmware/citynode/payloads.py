@@ -12,11 +12,15 @@ def bay(det):
 
 def water(det, fault=None, air=None):
     """The level the flood logic holds; `fault` names why this measurement
-    failed, if it did (the level is then the last accepted one); `air` says
+    failed, if it did (the level is then the last accepted one), else the
+    level's own fault (`above_max`: deeper than credible, published as
+    `max_level_mm`); `air` says
     the speed of sound did not come from a good, current BME280 reading
     ("held": its last good one, "default": none was ever good)."""
     p = {"sensor": det.sensor, "level_mm": det.level, "rate_mm_min": det.rate_mm_min,
          "alert": ALERT_NAMES[det.alert], "state": MODE_NAMES[det.mode]}
+    if fault is None:
+        fault = det.level_fault
     if fault is not None:
         p["fault"] = fault
     if air is not None:

@@ -412,3 +412,14 @@ def test_no_air_reading_ever_is_the_default_and_the_water_payload_says_so():
     for i in range(3):
         dry(core, i * 10000)
     assert held(out) == ["default", "default"]
+
+
+def test_water_deeper_than_credible_is_published_at_the_limit_with_its_fault():
+    core, out = make_street()
+    core.feed("env", 0, AIR)
+    t = 0
+    for level in list(range(0, 900, 30)) + [900] * 6:  # 3 mm/s: a rise water can make
+        dry(core, t, 3500 - level)
+        t += 10000
+    p = out.messages[-1][2]
+    assert (p["level_mm"], p.get("fault")) == (800, "above_max")
