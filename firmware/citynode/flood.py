@@ -14,8 +14,9 @@ last. Each good reading r is judged against the last accepted reading R:
   within what water could move, noise included, since the run's previous
   reading), or starts a new run. The run's reading becomes the level when
   (a) *pair*: it agrees with the run's previous reading taken at most
-  `2 * slow_s` before it (so a single-sample spike never becomes the
-  level, and two readings 10 minutes apart never confirm each other), and
+  `obstruction_s` (or `2 * slow_s`, if longer) before it (so a
+  single-sample spike never becomes the level, and two readings 10 minutes
+  apart never confirm each other), and
   the run began with a change water could make: a fall, or a rise within
   the rise bound since R was accepted (a jump does not become water-like
   by lasting: only (b) can accept it); or
@@ -32,7 +33,7 @@ deepest credible level is published as `max_level_mm`, with the fault
 `above_max` (attribute `level_fault`, and a fault event when it starts and
 when the water is back below `max_level_mm - noise_mm`), and is followed
 back down as it recedes. A jump above `max_level_mm` (more than water could
-rise in the pair window, to more than `max_level_mm + noise_mm`) is
+rise in `2 * slow_s`, to more than `max_level_mm + noise_mm`) is
 something under the sensor, never the level:
 the level is held while it stays, and followed again once the view clears.
 
@@ -144,7 +145,7 @@ class WaterLevel:
             if -self.rise_bound(dt) <= step <= self.rise_bound(dt):
                 self._run_n = min(self._run_n + 1, _RUN_READINGS)
                 self._run_ms = min(self._run_ms + dt, self.obstruction_ms)
-                paired = dt <= 2 * self.slow_ms
+                paired = dt <= self.obstruction_ms or dt <= 2 * self.slow_ms
             else:
                 self._run_n = 0
         if not self._run_n:
@@ -166,9 +167,10 @@ class WaterLevel:
     def _water_like(self, t, r):
         """Could water have moved from the last accepted reading to `r` by
         tick `t`? A fall always could. Above `max_level_mm` (and its noise)
-        only a rise water makes within the pair window (2 * slow_s) counts: deeper water is
-        reached by rising through the levels below, while a jump above it,
-        however long after the last level, is something under the sensor."""
+        only a rise water makes within 2 * slow_s counts: deeper water is
+        reached by rising through the levels below, which the node reads at
+        least every slow_s, while a jump above it, however long after the
+        last level, is something under the sensor."""
         raw = self._raw
         if raw is None:
             return r <= self.max_level_mm + self.noise_mm

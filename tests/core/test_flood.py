@@ -359,3 +359,11 @@ def test_any_reading_or_unknown_fault_code_is_taken_without_raising():
         w.update(t, mm)
         t += 10000
     assert w.level is not None and w.level <= w.max_level_mm
+
+
+def test_two_readings_confirm_each_other_only_within_the_obstruction_limit():
+    for period_s, accepted in ((240, True), (300, True), (310, False), (600, False)):
+        w, _ = water(obstruction_s=300)
+        t = feed_levels(w, [0] * 4, period_ms=period_s * 1000)
+        feed_levels(w, [200, 204], t, period_ms=period_s * 1000)
+        assert (w.level == 204) == accepted, period_s
