@@ -126,9 +126,9 @@ class Core:
         alias. The clock takes tick `t` as `gap_ms` after the node's last
         sample (as that sample's time when the gap is unknown, so no
         message is ever stamped earlier than one before it); every detector
-        restarts at `t`; the sensors silenced get a `gap` event each; every
-        sensor is read again at once (a due time kept across the silence
-        may alias into the future)."""
+        restarts at `t`; the sensors silenced get a `gap` event each, sent at
+        once; every sensor is read again at once (a due time kept across the
+        silence may alias into the future)."""
         sids = self.due_at if sensor is None else (sensor,)
         if sensor is None and self._last is not None:
             self.clock.advance(self._last, t, 0 if gap_ms is None else gap_ms)
@@ -145,6 +145,7 @@ class Core:
                                 "gap_s": None if gap_ms is None else gap_ms // 1000})
         for sid in self.due_at:
             self.due_at[sid] = None
+        self._flush()  # before the messages of the reading that follows
 
     def recalibrate(self, sid):
         """Forget a bay's empty reference and learn it again (bay must be

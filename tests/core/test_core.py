@@ -206,6 +206,7 @@ def test_an_hour_without_samples_is_a_silence_every_sensor_hears_of():
     t = 10000 + HOUR + 1000
     dry(core, t)
     assert gaps(out) == [("street", 3601, START + 3611), ("env", 3601, START + 3611)]
+    assert [topic for _, topic, _ in out.messages[-3:]] == ["event", "event", "water"]  # the gap first
     assert core.due_at["env"] is None  # read again at once
     core.feed("env", t + 500, AIR)
     assert len(gaps(out)) == 2  # one silence, one event per sensor
@@ -237,6 +238,7 @@ def test_a_silence_the_hardware_layer_reports_counts_in_full():
     ten_days = 10 * 86400000
     t = ten_days & MASK  # the tick the board's clock shows after ten days
     core.silence(t, ten_days)
+    assert [p.get("kind") for _, _, p in out.messages[-2:]] == ["gap", "gap"]  # sent at once
     core.feed("env", t, AIR)
     dry(core, t)
     assert gaps(out) == [("street", 864000, START + 864010), ("env", 864000, START + 864010)]
