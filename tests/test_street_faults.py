@@ -195,3 +195,20 @@ def test_absurd_air_in_a_recording_is_a_fault_on_both_runtimes(tmp_path):
     for k in range(8):
         expected += [(300 * k + 240, "air_out_of_range", True), (300 * k + 300, "air_out_of_range", False)]
     assert faults == expected[:-1]
+
+
+def test_one_sensor_missing_for_eight_days_in_a_recording_is_its_gap_alone(tmp_path):
+    header = {"format": "citynode-recording", "version": 1, "node": "n", "board": "b", "start": 1783987200,
+              "sensors": [{"id": "street", "type": "water", "driver": "jsn-sr04t", "mount_mm": 3500},
+                          {"id": "env", "type": "env", "period_s": 3600}]}
+    lines = [header]
+    for m in range(0, 9 * 24 * 60, 60):  # env every hour for nine days
+        lines.append({"t": m * 60000, "s": "env", "temp_c": 20.0 + (m % 7) * 0.01, "pressure_pa": 101325,
+                      "humidity_pct": 50.0})
+    for s in list(range(0, 600, 60)) + list(range(8 * D, 8 * D + 600, 60)):  # street: a day, then day 8
+        lines.append({"t": s * 1000, "s": "street", "echo_us": [20400] * 7})
+    lines.sort(key=lambda r: r.get("t", -1))
+    path = tmp_path / "missing.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    got = [(s, p) for s, p in events(replay.run(path)) if p["kind"] == "gap"]
+    assert got == [(8 * D, {"kind": "gap", "sensor": "street", "gap_s": 8 * D - 540})]
