@@ -136,6 +136,10 @@ def test_street_faults_air_and_gap_events(faults):
     ]
 
 
+def test_paired_false_echoes_at_a_loggers_spacing_a_failing_bme280_or_the_blind_zone_raise_no_alert(faults):
+    assert [s for s, p in events(faults) if p["kind"] == "alert" and D <= s < 14 * D] == []
+
+
 def dead_part_copy(src, dst):
     """`src` with every env sample of the failure a plain driver fault."""
     with gzip.open(src, "rt") as f, open(dst, "w") as out:
