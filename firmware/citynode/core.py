@@ -22,8 +22,9 @@ core takes a silence to be any sample whose tick is more than `GAP_MS`
 after the previous one (of the node, or of that sensor; a sensor whose
 schedule is longer gets twice its period) or before it; the hardware
 layer reports the longer ones the ticks alias (`silence`). On a silence
-the clock is re-anchored, every detector restarts (`restart(t)`), each
-affected sensor gets a `gap` event, and every sensor is read again at once.
+the clock is re-anchored, the detector of each sensor silenced (of every
+sensor, when the whole node was) restarts (`restart(t)`) and the sensor
+gets a `gap` event, and every sensor is read again at once.
 """
 
 from citynode import payloads, ticks
@@ -125,9 +126,9 @@ class Core:
         `feed` and by a hardware layer that knows of a silence the ticks
         alias. The clock takes tick `t` as `gap_ms` after the node's last
         sample (as that sample's time when the gap is unknown, so no
-        message is ever stamped earlier than one before it); every detector
-        restarts at `t`; the sensors silenced get a `gap` event each, sent at
-        once; every sensor is read again at once (a due time kept across the
+        message is ever stamped earlier than one before it); the detector of
+        each sensor silenced restarts at `t` and the sensor gets a `gap`
+        event, sent at once; every sensor is read again at once (a due time kept across the
         silence may alias into the future)."""
         sids = self.due_at if sensor is None else (sensor,)
         if sensor is None and self._last is not None:
