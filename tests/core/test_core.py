@@ -425,3 +425,13 @@ def test_water_deeper_than_credible_is_published_at_the_limit_with_its_fault():
         t += 10000
     p = out.messages[-1][2]
     assert (p["level_mm"], p.get("fault")) == (800, "above_max")
+
+
+def test_a_bay_quiet_for_a_week_still_stamps_its_next_event_right():
+    core, out = make()
+    t = 0
+    for s in range(8 * 86400 // 60):  # a free bay read once a minute for eight days: nothing to publish
+        mm = 2600 if s < 8 * 86400 // 60 - 10 else 1200
+        core.feed("bay-01", t, {"echo_us": [echo_for_mm(mm)] * 3})
+        t = add(t, 60000)
+    assert out.events("occupancy")[0]["ts"] == START + (8 * 86400 // 60 - 9) * 60  # the second car reading
