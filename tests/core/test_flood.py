@@ -1,4 +1,5 @@
 from citynode import ranging, ticks
+from citynode.config import check_sensor
 from citynode.flood import ABOVE_MAX, ALERT_NAMES, CLEAR, OBSTRUCTED, PENDING, WaterLevel
 
 MOUNT = 3500
@@ -367,3 +368,15 @@ def test_two_readings_confirm_each_other_only_within_the_obstruction_limit():
         t = feed_levels(w, [0] * 4, period_ms=period_s * 1000)
         feed_levels(w, [200, 204], t, period_ms=period_s * 1000)
         assert (w.level == 204) == accepted, period_s
+
+
+def test_the_sensor_check_takes_obstruction_s_as_a_number_of_seconds():
+    check_sensor({"id": "street", "type": "water", "obstruction_s": 300})
+    check_sensor({"id": "street", "type": "water", "obstruction_s": 0})
+    for bad in (-1, "300", True, None):
+        try:
+            check_sensor({"id": "street", "type": "water", "obstruction_s": bad})
+        except ValueError as e:
+            assert "obstruction_s" in str(e), str(e)
+        else:
+            raise AssertionError("accepted obstruction_s %r" % (bad,))
