@@ -16,10 +16,10 @@ last. Each good reading r is judged against the last accepted reading R:
   (a) *pair*: it agrees with the run's previous reading taken at most
   `obstruction_s` (or `2 * slow_s`, if longer) before it (so a
   single-sample spike never becomes the level, and two readings 10 minutes
-  apart never confirm each other), and
-  the run began with a change water could make: a fall, or a rise within
-  the rise bound since R was accepted (a jump does not become water-like
-  by lasting: only (b) can accept it); or
+  apart never confirm each other), and the run began with a change water
+  could make: a fall, or a rise within the rise bound since R was accepted
+  (a jump does not become water-like by lasting: only (b) can accept it);
+  or
   (b) *persistence*: the run holds at least three readings and spans at
   least `obstruction_s` (300 s). A jump water cannot make (something under
   the sensor, a false echo) is held only that long: a burst shorter than
@@ -33,11 +33,11 @@ deepest credible level is published as `max_level_mm`, with the fault
 `above_max` (attribute `level_fault`, and a fault event when it starts and
 when the water is back below `max_level_mm - noise_mm`), and is followed
 back down as it recedes. A jump above `max_level_mm` (more than water could
-rise in `2 * slow_s`, to more than `max_level_mm + noise_mm`) is
-something under the sensor, never the level:
-the level is held while it stays, and followed again once the view clears.
+rise in `2 * slow_s`, to more than `max_level_mm + noise_mm`) is something
+under the sensor, never the level: the level is held while it stays, and
+followed again once the view clears.
 
-Every interval comes from `elapsed`: a tick difference that is negative
+Every bound takes its interval from `elapsed`: a tick difference that is negative
 (aliased: more than 6.2 days) or longer than an hour counts as an hour, the
 longest interval any bound uses. `restart(t)` forgets every interval
 measured before a silence the node could not bridge.
