@@ -265,23 +265,12 @@ def _replay_many(args, paths):
 
 
 def cmd_import_floodnet(args):
-    out = Path(args.output)
-    jobs = importers.floodnet_jobs(args.events, out, args.mount_mm, args.every, args.seed)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with Progress("importing") as bar:
-        if args.workers <= 1 or len(jobs) == 1:
-            for i, job in enumerate(jobs):
-                importers.write_floodnet(job)
-                bar.update(i + 1, len(jobs))
-        else:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=args.workers) as pool:
-                for i, _path in enumerate(pool.map(importers.write_floodnet, jobs, chunksize=4)):
-                    bar.update(i + 1, len(jobs))
+        paths = importers.import_floodnet(args.events, args.output, args.mount_mm, args.every, args.seed,
+                                          args.workers, bar.update)
     print("wrote %d recordings to %s (%s, %d mm mount) in %.1f s" % (
-        len(jobs), out, "every %g s" % args.every if args.every else "the profiles' own times",
+        len(paths), args.output, "every %g s" % args.every if args.every else "the profiles' own times",
         args.mount_mm, time.monotonic() - t0))
     return 0
 

@@ -20,6 +20,7 @@ import math
 import random
 import re
 import tomllib
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -368,6 +369,22 @@ def floodnet_jobs(path, out_dir, mount_mm=3000, every_s=None, seed=0):
             name = "%s-%d" % (name, names[name])
         jobs.append((ev, str(out_dir), mount_mm, every_s, seed, name))
     return jobs
+
+
+def import_floodnet(path, out_dir, mount_mm=3000, every_s=None, seed=0, workers=1, progress=None):
+    """Check FloodNet table `path`, then write one recording per event to
+    `out_dir` on `workers` processes; returns the paths written.
+    `progress(done, total)` is called as each is written."""
+    jobs = floodnet_jobs(path, out_dir, mount_mm, every_s, seed)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths = []
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:  # no process starts unless used
+        parallel = workers > 1 and len(jobs) > 1
+        for p in pool.map(write_floodnet, jobs, chunksize=4) if parallel else map(write_floodnet, jobs):
+            paths.append(p)
+            if progress:
+                progress(len(paths), len(jobs))
+    return paths
 
 
 # ------------------------------------------------------------------ own logger CSV
