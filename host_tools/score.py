@@ -179,7 +179,9 @@ class _Truth:
             if self.v[i - 1] >= dry_mm > self.v[i]:
                 v0, v1, t0, t1 = self.v[i - 1], self.v[i], self.t[i - 1], self.t[i]
                 td = t0 + (t1 - t0) * (v0 - dry_mm) / (v0 - v1)
-                if td + hold_s <= self.t[-1] and self.max_between(td + 1e-6, td + hold_s) < dry_mm:
+                end = td + hold_s
+                inside = self.v[bisect.bisect_right(self.t, td):bisect.bisect_left(self.t, end)]
+                if end <= self.t[-1] and max(inside + [self.at(end)]) < dry_mm:
                     out.append(td)
         return out
 
