@@ -80,7 +80,7 @@ def describe_event(p):
     if kind == "fault":
         return "%s fault %s %s" % (p["sensor"], p["fault"], "raised" if p["active"] else "cleared")
     if kind == "gap":
-        return "%s gap: %s without readings the node could bridge; detectors restarted" % (
+        return "%s gap: %s without readings, too long to bridge; detectors restarted" % (
             p.get("sensor"), "an unknown time" if p.get("gap_s") is None else "%s s" % p["gap_s"])
     return json.dumps(p)
 
