@@ -81,13 +81,17 @@ def core_air(temp_c, humidity_pct, pressure_pa):
     return int(round(temp_c * 100)), int(round(humidity_pct * 10)), int(round(pressure_pa))
 
 
-def echo_us(distance_mm, air):
+def air_q16(air):
+    """The core's half speed of sound (`ranging.half_speed_q16`) for `air`
+    (hundredths of °C, ‰ RH, Pa; see `core_air`)."""
+    return half_speed_q16(speed_mm_s(*air))
+
+
+def echo_us(distance_mm, q16):
     """The echo round trip (µs, an int) that the core turns back into exactly
-    `distance_mm` (an int) with the speed of sound of `air` (hundredths of °C,
-    ‰ RH, Pa): the core's own model (`ranging.speed_mm_s`,
-    `half_speed_q16`, `echo_to_mm`) inverted. One µs is under 0.2 mm, so an
-    exact echo always exists."""
-    q16 = half_speed_q16(speed_mm_s(*air))
+    `distance_mm` (an int) with half speed of sound `q16` (`air_q16`): the
+    core's own model (`ranging.speed_mm_s`, `half_speed_q16`, `echo_to_mm`)
+    inverted. One µs is under 0.2 mm, so an exact echo always exists."""
     e = (distance_mm << 16) // q16
     while echo_to_mm(e, q16) < distance_mm:
         e += 1
@@ -97,8 +101,9 @@ def echo_us(distance_mm, air):
 
 
 def ping_burst(rng, distance_mm, air, pings=PINGS):
-    """Echo times (µs) of a burst at a true `distance_mm` (float), by the
-    MaxBotix noise model above; 0 is a lost ping."""
+    """Echo times (µs) of a burst at a true `distance_mm` (float) in `air`,
+    by the MaxBotix noise model above; 0 is a lost ping."""
+    q16 = air_q16(air)
     out = []
     for _ in range(pings):
         if rng.random() < DROPOUT:
@@ -107,7 +112,7 @@ def ping_burst(rng, distance_mm, air, pings=PINGS):
         d = distance_mm + rng.gauss(0.0, distance_mm * STABILITY_PER_MM)
         if rng.random() < AFFECTED:
             d += rng.uniform(-AFFECTED_MM, AFFECTED_MM)
-        out.append(echo_us(max(1, int(round(d))), air))
+        out.append(echo_us(max(1, int(round(d))), q16))
     return out
 
 
@@ -533,7 +538,7 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
                                "pressure_pa": reading[2]})
             else:
                 rec.add(t_ms, {"s": "env", "fault": "no_reading"})
-        echo = 0 if dist is None else echo_us(int(round(dist)), good)
+        echo = 0 if dist is None else echo_us(int(round(dist)), air_q16(good))
         rec.add(t_ms, {"s": "street", "echo_us": [echo]})
     return rec
 

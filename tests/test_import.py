@@ -56,7 +56,8 @@ def test_the_echo_gives_the_core_back_exactly_the_distance():
         air = importers.core_air(rng.uniform(-20, 40), rng.uniform(0, 100), rng.uniform(95000, 104000))
         q16 = half_speed_q16(speed_mm_s(*air))
         d = rng.randint(250, 6000)
-        assert echo_to_mm(importers.echo_us(d, air), q16) == d
+        assert importers.air_q16(air) == q16
+        assert echo_to_mm(importers.echo_us(d, q16), q16) == d
 
 
 def test_each_event_becomes_a_recording_the_reader_reads(every10):
