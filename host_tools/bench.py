@@ -173,11 +173,16 @@ def main():
 def _import_and_replay(csv_path, out, every_s):
     """Import the FloodNet table into `out` (emptied first) and replay it all;
     returns (aggregate, import seconds, replay seconds), wall time."""
+    from host_tools.cli import Progress
+
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    paths = importers.import_floodnet(csv_path, out, REAL_MOUNT_MM, every_s, seed=0, workers=WORKERS)
+    with Progress("importing") as bar:
+        paths = importers.import_floodnet(csv_path, out, REAL_MOUNT_MM, every_s, seed=0, workers=WORKERS,
+                                          progress=bar.update)
     t1 = time.perf_counter()
-    summaries, table = replay.run_many(paths, workers=WORKERS)
+    with Progress("replaying") as bar:
+        summaries, table = replay.run_many(paths, workers=WORKERS, progress=bar.update)
     t2 = time.perf_counter()
     errors = [s["error"] for s in summaries if "error" in s]
     if errors:
