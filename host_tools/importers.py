@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from citynode.ranging import RANGERS, echo_to_mm, half_speed_q16, speed_mm_s
+from citynode.ranging import RANGERS, half_speed_q16, speed_mm_s
 from citynode.recording import FORMAT
 from host_tools.synth import _bme, _Recording, _smooth
 
@@ -91,13 +91,9 @@ def echo_us(distance_mm, q16):
     """The echo round trip (µs, an int) that the core turns back into exactly
     `distance_mm` (an int) with half speed of sound `q16` (`air_q16`): the
     core's own model (`ranging.speed_mm_s`, `half_speed_q16`, `echo_to_mm`)
-    inverted. One µs is under 0.2 mm, so an exact echo always exists."""
-    e = (distance_mm << 16) // q16
-    while echo_to_mm(e, q16) < distance_mm:
-        e += 1
-    while e > 0 and echo_to_mm(e - 1, q16) >= distance_mm:
-        e -= 1
-    return e
+    inverted: the smallest e with (e·q16 + 32768) >> 16 ≥ distance_mm. One µs
+    is under 0.2 mm, so that e gives exactly distance_mm."""
+    return -((32768 - (distance_mm << 16)) // q16)
 
 
 def ping_burst(rng, distance_mm, air, pings=PINGS):
