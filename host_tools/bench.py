@@ -194,15 +194,16 @@ def _mark(ok):
     return "met" if ok else "NOT met"
 
 
-def score_real(csv_path=FLOODNET_DEV):
-    """Print the real-flood figures; returns 0 (figures, not pass/fail)."""
+def score_real(csv_path=FLOODNET_DEV, out=REAL_OUT):
+    """Print the real-flood figures, importing into folders under `out`;
+    returns 0 (figures, not pass/fail)."""
     if not Path(csv_path).is_file():
         print("score-real: %s not found (the FloodNet development data sits in a folder shared/ beside "
               "the checkout): skipped" % csv_path)
         return 0
     print("real street floods: %s, %d mm mount, %d workers" % (csv_path, REAL_MOUNT_MM, WORKERS))
     start = time.perf_counter()
-    table, t_imp, t_rep = _import_and_replay(csv_path, REAL_OUT / ("every%d" % REAL_EVERY_S), REAL_EVERY_S)
+    table, t_imp, t_rep = _import_and_replay(csv_path, Path(out) / ("every%d" % REAL_EVERY_S), REAL_EVERY_S)
     w = table["water"]
     print("\nresampled every %d s: %d events, %d crossings (import %.0f s, replay %.0f s)" % (
         REAL_EVERY_S, w["events"], w["crossings"], t_imp, t_rep))
@@ -215,7 +216,7 @@ def score_real(csv_path=FLOODNET_DEV):
         w["mae_p50_mm"], w["mae_p90_mm"], w["mae_p99_mm"]))
     print("  frozen levels                      %6d        [0: %s]" % (w["frozen"], _mark(w["frozen"] == 0)))
     print("  early / false alerts               %d / %d" % (w["early_alerts"], w["false_alerts"]))
-    table, t_imp, t_rep = _import_and_replay(csv_path, REAL_OUT / "own", None)
+    table, t_imp, t_rep = _import_and_replay(csv_path, Path(out) / "own", None)
     w = table["water"]
     over = w["mae_over_target"]
     print("\nat the profiles' own times: %d events, %d crossings (import %.0f s, replay %.0f s)" % (

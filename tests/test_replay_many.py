@@ -93,3 +93,23 @@ def test_gap_events_show_in_the_replay_output_and_the_report(replays):
         in lines
     page = report.render(result)
     assert "Silences the node could not bridge" in page and "no readings for 7200 s" in page
+
+
+def test_score_real_prints_the_issue_figures(tmp_path, capsys):
+    from host_tools import bench
+
+    assert bench.score_real(EVENTS, tmp_path) == 0
+    out = capsys.readouterr().out
+    for words in ("resampled every 10 s: 3 events", "missed crossings", "crossings later than 2 intervals",
+                  "worst per-event MAE", "frozen levels", "at the profiles' own times: 3 events",
+                  "events with MAE > 10 mm", "score-real took"):
+        assert words in out, words
+    assert len(list((tmp_path / "every10").glob("*.jsonl"))) == 3
+
+
+def test_score_real_without_the_data_says_so_in_one_line(tmp_path, capsys):
+    from host_tools import bench
+
+    assert bench.score_real(tmp_path / "floodnet-dev.csv", tmp_path) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "floodnet-dev.csv not found" in line and "skipped" in line
