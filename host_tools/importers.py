@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from citynode.ranging import RANGERS, half_speed_q16, speed_mm_s
 from citynode.recording import FORMAT
+from host_tools.score import _Truth
 from host_tools.synth import _bme, _Recording, _smooth
 
 MM_PER_INCH = 25.4
@@ -110,29 +111,6 @@ def ping_burst(rng, distance_mm, air, pings=PINGS):
             d += rng.uniform(-AFFECTED_MM, AFFECTED_MM)
         out.append(echo_us(max(1, int(round(d))), q16))
     return out
-
-
-class Profile:
-    """A level series (t_ms, level_mm), linear between points."""
-
-    def __init__(self, points):
-        self.points = points
-
-    def at(self, t):
-        pts = self.points
-        lo, hi = 0, len(pts) - 1
-        if t <= pts[0][0]:
-            return pts[0][1]
-        if t >= pts[hi][0]:
-            return pts[hi][1]
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if pts[mid][0] <= t:
-                lo = mid
-            else:
-                hi = mid
-        (t0, v0), (t1, v1) = pts[lo], pts[hi]
-        return v1 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
 
 
 def nyc_air(epoch_s, wet):
@@ -299,8 +277,8 @@ def _csv_rows(path, required, errors):
 def floodnet_recording(event, mount_mm=3000, every_s=None, seed=0):
     """The recording (a synth `_Recording`) of one FloodNet event."""
     start = int(math.floor(event.start)) - PRE_S
-    truth = Profile(event.truth(start))
-    pts = truth.points
+    pts = event.truth(start)
+    truth = _Truth(pts)  # the scorer's own linear interpolation
     end = pts[-1][0]
     if every_s:
         step = int(round(every_s * 1000))

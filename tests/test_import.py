@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from citynode.ranging import echo_to_mm, half_speed_q16, speed_mm_s
-from host_tools import cli, importers, replay
+from host_tools import cli, importers, replay, score
 from tests.conftest import ROOT
 
 EVENTS = ROOT / "tests" / "data" / "floodnet-events.csv"
@@ -97,7 +97,7 @@ def test_truth_is_the_profile_in_millimetres_between_dry_roads(own):
 def test_every_resamples_the_profile_linearly(every10, own):
     for path in every10:
         header, truth = replay.read_truth(path)
-        prof = importers.Profile([(r["t"], r["level_mm"]) for r in truth])
+        prof = score._Truth([(r["t"], r["level_mm"]) for r in truth])
         street = samples(path, "street")
         env = {r["t"]: r for r in samples(path, "env")}
         assert [r["t"] for r in street] == list(range(0, truth[-1]["t"] + 1, 10000))
