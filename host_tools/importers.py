@@ -63,9 +63,9 @@ AFFECTED = 0.05
 AFFECTED_MM = 5.0
 DROPOUT = 0.02
 
-# The core's air before its first BME280 reading (core.Core: 20 °C, 50 %RH,
-# sea-level pressure), used for a logger without air columns.
-DEFAULT_AIR = (2000, 500, 101325)
+# What a logger's env reading holds for an air quantity it does not log:
+# 20 °C, 50 %RH and the standard atmosphere's 101 325 Pa (°C, %RH, Pa).
+FILL_AIR = (20.0, 50.0, 101325.0)
 
 
 class ImportFailed(Exception):
@@ -435,10 +435,11 @@ def _number(row, key, col, allow_empty=True):
 
 
 def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
-    """A recording (synth `_Recording`) of a user's logger CSV; raises
-    ImportFailed naming every bad row. Each reading is one ping (the logger
-    gives one value), its echo made through the core's speed of sound with
-    the row's air (or the last good one, or the core's default air)."""
+    """A recording (synth `_Recording`, version 2) of a user's logger CSV;
+    raises ImportFailed naming every bad row. Each reading is one
+    `distance_mm` ping: the logger measured the distance itself, so the
+    core takes it as it is (as from a UART ranging part) and the air only
+    goes to the `env` sensor."""
     if not mount_mm > 0:
         raise ImportFailed(["--mount-mm must be above 0"])
     errors = []
@@ -472,7 +473,6 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
                     raise ValueError("%s (%s): %.0f mm from the sensor is outside what a %s ranges "
                                      "(%d-%d mm)" % (mapping[ranged], ranged, dist, DRIVER, lo, hi))
             air = {k: _number(row, k, mapping[k]) for k in air_keys}
-            _check_air(air, mapping)
             truth = None
             if truth_key:
                 truth = _number(row, truth_key, mapping[truth_key])
@@ -489,17 +489,15 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
     if air_keys:
         sensors.append({"id": "env", "type": "env", "driver": "bme280", "period_s": 60})
     header = {
-        "format": FORMAT, "version": 1, "node": node or Path(path).stem, "board": "logger",
+        "format": FORMAT, "version": 2, "node": node or Path(path).stem, "board": "logger",
         "start": start, "duration_s": int(math.ceil(rows[-1][0] - start)), "sensors": sensors,
         "mount": {"height_mm": mount_mm, "looks_at": "street"},
-        "units": {"t": "ms since start", "echo_us": "µs round trip, 0 = no echo",
+        "units": {"t": "ms since start", "distance_mm": "sensor to surface, 0 = no reading",
                   "level_mm": "mm above the dry road"},
         "generator": {"name": "citynode import csv", "source": Path(path).name, "map": mapping},
-        "notes": "Imported from %s; one reading a line, made into one echo through the core's "
-                 "speed of sound." % Path(path).name,
+        "notes": "Imported from %s, one reading a line." % Path(path).name,
     }
     rec = _Recording(header)
-    good = DEFAULT_AIR
     for t, dist, air, truth in rows:
         t_ms = int(round((t - start) * 1000))
         if truth is not None:
@@ -507,29 +505,19 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
         if air_keys:
             if all(v is not None for v in air.values()):
                 reading = _full_air(air)
-                good = core_air(*reading)
                 rec.add(t_ms, {"s": "env", "temp_c": reading[0], "humidity_pct": reading[1],
                                "pressure_pa": reading[2]})
             else:
                 rec.add(t_ms, {"s": "env", "fault": "no_reading"})
-        echo = 0 if dist is None else echo_us(int(round(dist)), air_q16(good))
-        rec.add(t_ms, {"s": "street", "echo_us": [echo]})
+        rec.add(t_ms, {"s": "street", "distance_mm": [0 if dist is None else int(round(dist))]})
     return rec
 
 
 def _full_air(air):
-    """(°C, %RH, Pa) from the mapped air columns; what is not mapped is the
-    core's default air."""
-    temp = air.get("temp_c", DEFAULT_AIR[0] / 100.0)
-    rh = air.get("humidity_pct", DEFAULT_AIR[1] / 10.0)
-    p = air["pressure_hpa"] * 100.0 if "pressure_hpa" in air else air.get("pressure_pa", DEFAULT_AIR[2])
+    """(°C, %RH, Pa) from the mapped air columns; what is not mapped is
+    FILL_AIR. Implausible values are kept: judging them is the core's work,
+    as for a BME280 on a board."""
+    temp = air.get("temp_c", FILL_AIR[0])
+    rh = air.get("humidity_pct", FILL_AIR[1])
+    p = air["pressure_hpa"] * 100.0 if "pressure_hpa" in air else air.get("pressure_pa", FILL_AIR[2])
     return temp, rh, p
-
-
-def _check_air(air, mapping):
-    """The core's own plausibility bounds belong to the core; here only what
-    cannot be air at all is refused (a logger writing -999 for no reading is
-    caught by the core as a fault)."""
-    for k, v in air.items():
-        if v is not None and (k.startswith("pressure") or k == "humidity_pct") and v < 0:
-            raise ValueError("%s (%s): negative (%s)" % (mapping[k], k, v))

@@ -232,6 +232,7 @@ def test_a_logger_csv_becomes_a_recording_that_replays_to_its_levels(tmp_path):
     assert [r["level_mm"] for r in truth] == [max(0, 400 - abs(i - 60) * 10) for i in range(120)]
     env = samples(out, "env")
     assert env[0] == {"t": 0, "s": "env", "temp_c": 21.5, "humidity_pct": 60.0, "pressure_pa": 101250.0}
+    assert samples(out, "street")[60]["distance_mm"] == [1600]
     r = replay.run(out)
     levels = [p["level_mm"] for t, topic, p in r.messages if topic == "water"]
     assert max(levels) == 400  # the exact distance comes back through the core
@@ -248,11 +249,9 @@ def test_iso_times_a_level_column_and_a_toml_map(tmp_path):
     header, _ = replay.read_truth(out)
     assert header["start"] == 1748772000  # 10:00 UTC
     street = samples(out, "street")
-    assert [r["t"] for r in street] == [0, 10000, 20000]
-    assert street[1]["echo_us"] == [0]  # an empty cell is a reading with no echo
-    q16 = half_speed_q16(speed_mm_s(*importers.DEFAULT_AIR))
+    # the logger measured distances: the core takes them as they are; an empty cell is no reading;
     # 3000 − 12.5 = 2987.5 mm, rounded half to even
-    assert [echo_to_mm(street[i]["echo_us"][0], q16) for i in (0, 2)] == [3000, 2988]
+    assert [(r["t"], r["distance_mm"]) for r in street] == [(0, [3000]), (10000, [0]), (20000, [2988])]
     assert not samples(out, "env")
 
 
@@ -284,3 +283,15 @@ def test_a_bad_map_is_one_line(tmp_path, capsys, mapping, words):
     assert cli.main(["import", "csv", str(src), "-o", str(tmp_path / "x.jsonl"), "--map", mapping]) == 2
     (err,) = capsys.readouterr().err.splitlines()
     assert words in err
+
+
+def test_a_failing_air_sensor_in_a_log_does_not_move_the_logged_distances(tmp_path):
+    lines = ["when,dist,air"] + ["%d,%d,%s" % (1748779200 + 60 * i, 1900, "-146" if i % 2 else "18.5")
+                                 for i in range(30)]
+    src = write_log(tmp_path / "log.csv", lines)
+    out = tmp_path / "log.jsonl"
+    assert cli.main(["import", "csv", str(src), "-o", str(out), "--mount-mm", "2000",
+                     "--map", "time=when,distance_mm=dist,temp_c=air"]) == 0
+    assert [r["temp_c"] for r in samples(out, "env")[:2]] == [18.5, -146.0]  # the core judges the air
+    levels = {p["level_mm"] for t, topic, p in replay.run(out).messages if topic == "water"}
+    assert levels == {100}
