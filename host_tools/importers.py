@@ -465,7 +465,7 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
             v = _number(row, ranged, mapping[ranged])
             dist = None
             if v is not None:
-                if v < 0:
+                if v < 0 and ranged in DISTANCE_KEYS:  # a level a little below the dry road is noise
                     raise ValueError("%s (%s): negative (%s)" % (mapping[ranged], ranged, _short(v)))
                 dist = (v * DISTANCE_KEYS[ranged] if ranged in DISTANCE_KEYS
                         else mount_mm - v * LEVEL_KEYS[ranged])
