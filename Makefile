@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 OUT     := build
 
-.PHONY: setup broker test demo bench lint clean
+.PHONY: setup broker test demo bench score-real lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ demo: setup
 bench: setup broker
 	$(PY) -m host_tools.bench
 	$(PY) -m host_tools.bench_node
+	$(PY) -m host_tools.bench --real
+
+# Real street floods (FloodNet, New York City) imported and replayed: needs
+# ../shared/data/floodnet-dev.csv beside the checkout, else says so.
+score-real: setup
+	$(PY) -m host_tools.bench --real
 
 lint: setup
 	$(VENV)/bin/ruff check .

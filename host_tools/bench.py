@@ -12,6 +12,12 @@
 
 The unix port is a 64-bit build: its objects are up to twice the size of
 an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
+
+`python -m host_tools.bench --real` (`make score-real`, and the end of
+`make bench`) scores the core on real street floods: the FloodNet
+development events (`../shared/data/floodnet-dev.csv` beside the checkout)
+imported at a 3 m mount, resampled every 10 s and at the profiles' own
+times, all replayed on both cores.
 """
 
 import json
@@ -24,13 +30,21 @@ from pathlib import Path
 
 from citynode import replay as core_replay
 from citynode.recording import Reader
-from host_tools import mpy, replay
+from host_tools import importers, mpy, replay, score
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = ("flood-event", "dry-week", "parking-day")
 HEAP_TARGET_KB = 32
 RATIO_TARGET = 2.0
 COUNT_RECORDS = 6000
+FLOODNET_DEV = ROOT.parent / "shared" / "data" / "floodnet-dev.csv"
+REAL_OUT = ROOT / "build" / "score-real"
+REAL_MOUNT_MM = 3000
+REAL_EVERY_S = 10  # the node's fast interval (fast_s)
+WORKERS = 2
+# The targets of the real-data scores (issue: real data in, real data scored).
+LATE_PCT_TARGET = 1.0
+MAE_EVENT_TARGET_MM = 3.0
 
 
 def _timed(fn, clock=time.process_time):
@@ -156,6 +170,68 @@ def main():
         print("\n(64-bit unix port: a 32-bit ESP32 holds the same objects in up to half the bytes)")
 
 
+def _import_and_replay(csv_path, out, every_s):
+    """Import the FloodNet table into `out` (emptied first) and replay it all;
+    returns (aggregate, import seconds, replay seconds), wall time."""
+    from host_tools.cli import Progress
+
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    with Progress("importing") as bar:
+        paths = importers.import_floodnet(csv_path, out, REAL_MOUNT_MM, every_s, seed=0, workers=WORKERS,
+                                          progress=bar.update)
+    t1 = time.perf_counter()
+    with Progress("replaying") as bar:
+        summaries, table = replay.run_many(paths, workers=WORKERS, progress=bar.update)
+    t2 = time.perf_counter()
+    errors = [s["error"] for s in summaries if "error" in s]
+    if errors:
+        raise SystemExit("score-real: %s" % errors[0])
+    return table, t1 - t0, t2 - t1
+
+
+def _mark(ok):
+    return "met" if ok else "NOT met"
+
+
+def score_real(csv_path=FLOODNET_DEV, out=REAL_OUT):
+    """Print the real-flood figures, importing into folders under `out`;
+    returns 0 (figures, not pass/fail)."""
+    if not Path(csv_path).is_file():
+        print("score-real: %s not found (the FloodNet development data sits in a folder shared/ beside "
+              "the checkout): skipped" % csv_path)
+        return 0
+    print("real street floods: %s, %d mm mount, %d workers" % (csv_path, REAL_MOUNT_MM, WORKERS))
+    start = time.perf_counter()
+    table, t_imp, t_rep = _import_and_replay(csv_path, Path(out) / ("every%d" % REAL_EVERY_S), REAL_EVERY_S)
+    w = table["water"]
+    print("\nresampled every %d s: %d events, %d crossings (import %.0f s, replay %.0f s)" % (
+        REAL_EVERY_S, w["events"], w["crossings"], t_imp, t_rep))
+    print("  missed crossings                   %6d        [0: %s]" % (w["missed"], _mark(w["missed"] == 0)))
+    print("  crossings later than 2 intervals   %6.2f %%     [<= %g %%: %s] (%d)" % (
+        w["late_pct"], LATE_PCT_TARGET, _mark(w["late_pct"] <= LATE_PCT_TARGET), w["late"]))
+    print("  worst per-event MAE                %6.2f mm    [<= %g mm every event: %s] %s" % (
+        w["mae_max_mm"], MAE_EVENT_TARGET_MM, _mark(w["mae_max_mm"] <= MAE_EVENT_TARGET_MM), w["mae_worst"]))
+    print("  per-event MAE p50 / p90 / p99      %.2f / %.2f / %.2f mm" % (
+        w["mae_p50_mm"], w["mae_p90_mm"], w["mae_p99_mm"]))
+    print("  frozen levels                      %6d        [0: %s]" % (w["frozen"], _mark(w["frozen"] == 0)))
+    print("  early / false alerts               %d / %d" % (w["early_alerts"], w["false_alerts"]))
+    table, t_imp, t_rep = _import_and_replay(csv_path, Path(out) / "own", None)
+    w = table["water"]
+    over = w["mae_over_target"]
+    print("\nat the profiles' own times: %d events, %d crossings (import %.0f s, replay %.0f s)" % (
+        w["events"], w["crossings"], t_imp, t_rep))
+    print("  events with MAE > %g mm            %6d        [0: %s]" % (
+        score.WATER_MAE_TARGET_MM, len(over), _mark(not over)))
+    for name in over:
+        print("    %s" % name)
+    print("  worst per-event MAE                %6.2f mm" % w["mae_max_mm"])
+    print("  missed / late crossings            %d / %d (%.2f %%)" % (w["missed"], w["late"], w["late_pct"]))
+    print("  frozen levels                      %d" % w["frozen"])
+    print("\nscore-real took %.0f s (wall)" % (time.perf_counter() - start))
+    return 0
+
+
 def only(mode, path):
     """One measured step, for `instructions`."""
     if mode == "parse":
@@ -167,5 +243,7 @@ def only(mode, path):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--only"]:
         only(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["--real"]:
+        sys.exit(score_real())
     else:
         main()

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from citynode import replay as core_replay
@@ -46,6 +47,71 @@ class Result:
     @property
     def events(self):
         return [(t, p) for t, topic, p in self.messages if topic == "event"]
+
+    @property
+    def timeline(self):
+        """The messages with their ticks unwrapped to ms since the
+        recording's start (`score.unwrap`): what to plot and print."""
+        return score.unwrap(self.header, self.messages)
+
+    def summary(self):
+        """What an aggregate needs of this replay (small, picklable)."""
+        return {"recording": self.path, "node": self.header.get("node"), "stats": self.stats,
+                "events": len(self.events), "messages": len(self.messages), "scores": self.scores}
+
+
+RECORDING_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+def recordings_in(paths):
+    """The recordings named by `paths`: files as given, folders searched
+    (with their subfolders) for .jsonl and .jsonl.gz files, sorted. Raises
+    ReplayError for a path that does not exist or a folder without any."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(RECORDING_SUFFIXES))
+            if not found:
+                raise ReplayError("%s: no recordings (.jsonl, .jsonl.gz) in this folder" % p)
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ReplayError("%s: no such recording or folder" % p)
+    return out
+
+
+def _summary_of(job):
+    path, runtime, heap = job
+    try:
+        return run(path, runtime, heap).summary()
+    except ReplayError as e:
+        return {"recording": str(path), "error": str(e)}
+
+
+def run_many(paths, runtime="cpython", heap=DEFAULT_HEAP, workers=2, progress=None):
+    """Replay every recording of `paths` with `workers` processes; returns
+    (summaries in the order of `paths`, aggregate table of their scores).
+    A recording that cannot be replayed gives a summary with `error` (one
+    line) instead of scores. `progress(done, total, path)` is called as
+    each replay ends."""
+    jobs = [(p, runtime, heap) for p in paths]
+    done = {}
+    if workers <= 1 or len(jobs) == 1:
+        for i, job in enumerate(jobs):
+            done[i] = _summary_of(job)
+            if progress:
+                progress(len(done), len(jobs), job[0])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_summary_of, job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                done[futures[fut]] = fut.result()
+                if progress:
+                    progress(len(done), len(jobs), jobs[futures[fut]][0])
+    summaries = [done[i] for i in range(len(jobs))]
+    table = score.aggregate([(s["recording"], s["scores"]) for s in summaries if "scores" in s])
+    return summaries, table
 
 
 def _open(path):

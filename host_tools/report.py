@@ -4,7 +4,9 @@ occupancy timeline per bay and the list of events.
 
 The page is self-contained: inline CSS and SVG, no scripts, no external
 URLs. Long series are thinned (lowest and highest point per bucket) so a
-week-long recording still makes a small page.
+week-long recording still makes a small page. Message times are unwrapped
+(`Result.timeline`): the node's ticks wrap every 12.4 days, the page's time
+axis does not.
 """
 
 import html
@@ -16,6 +18,7 @@ from citynode.flood import ALERT_NAMES as ALERT_LEVELS
 from citynode.flood import WaterLevel
 from host_tools.score import (
     F1_TARGET,
+    FROZEN_MM,
     LATENCY_MEDIAN_TARGET_S,
     MATCH_AFTER_S,
     MATCH_BEFORE_S,
@@ -63,6 +66,16 @@ def utc_time(header, t_ms):
     """The UTC ISO time of `t_ms` after the recording's start."""
     moment = datetime.fromtimestamp(header.get("start", 0) + t_ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timeline(result):
+    """The replay's messages, times in ms since the recording's start."""
+    return result.timeline
+
+
+def events(result):
+    """The replay's events as (ms since the recording's start, payload)."""
+    return [(t, p) for t, topic, p in result.timeline if topic == "event"]
 
 
 def downsample(points, max_points=MAX_PLOT_POINTS):
@@ -187,7 +200,7 @@ def spans_when(states, end):
 def fault_spans(result, sid, end):
     """(start, end) hours during which sensor `sid` had at least one fault active."""
     active, states = set(), []
-    for t, p in result.events:
+    for t, p in events(result):
         if p.get("kind") == "fault" and p.get("sensor") == sid:
             (active.add if p.get("active") else active.discard)(p.get("fault"))
             states.append((t / MS_PER_HOUR, bool(active)))
@@ -196,7 +209,7 @@ def fault_spans(result, sid, end):
 
 def recording_hours(result):
     """The recording's length in hours (from the header, else the last message)."""
-    last = max([t for t, _, _ in result.messages] + [r["t"] for r in result.truth] + [1])
+    last = max([t for t, _, _ in timeline(result)] + [r["t"] for r in result.truth] + [1])
     return max(result.header.get("duration_s") or 0, last / 1000) / 3600
 
 
@@ -238,6 +251,21 @@ def score_rows(scores):
         false = w["false_alerts"]
         rows.append(("%s: false alerts" % sid, "%d%s" % (len(false), "".join(
             ", %s at %s" % (a["alert"], clock(a["t_s"] * 1000)) for a in false)), "0", not false))
+        early = w["early_alerts"]
+        rows.append(("%s: early alerts (the true level still below the threshold less the hysteresis)" % sid,
+                     "%d%s" % (len(early), "".join(", %s at %s" % (a["alert"], clock(a["t_s"] * 1000))
+                                                   for a in early)), "", None))
+        frozen = w["frozen"]
+        rows.append(("%s: frozen levels (off by more than %g mm an hour after the road is dry)" % (
+            sid, FROZEN_MM), "%d%s" % (len(frozen), "".join(
+                ", %s mm (dry at %s)" % (f["level_mm"], clock(f["dry_t_s"] * 1000)) for f in frozen)),
+            "0", not frozen))
+    gaps = scores.get("gaps", [])
+    if gaps:
+        rows.append(("Silences the node could not bridge (detectors restarted)", "%d: %s" % (
+            len(gaps), ", ".join("%s at %s (%s)" % (g["sensor"], clock(g["t_s"] * 1000),
+                                                    "?" if g["gap_s"] is None else "%s s" % g["gap_s"])
+                                 for g in gaps)), "", None))
     return rows
 
 
@@ -276,7 +304,7 @@ def water_plot(result, sensor, hours, clip_id):
     """Published and true level over time, with thresholds, alerts, obstructions and faults."""
     sid = sensor["id"]
     thresholds = WaterLevel(sensor["id"], [], sensor).thresholds
-    readings = [(t / MS_PER_HOUR, p) for t, topic, p in result.messages
+    readings = [(t / MS_PER_HOUR, p) for t, topic, p in timeline(result)
                 if topic == "water" and p.get("sensor", sid) == sid]
     true = [(r["t"] / MS_PER_HOUR, r["level_mm"]) for r in result.truth
             if r.get("truth") == sid and "level_mm" in r]
@@ -299,7 +327,7 @@ def water_plot(result, sensor, hours, clip_id):
     body.append(frame.line([(h, p["level_mm"]) for h, p in readings], COLOURS["published"], clip_id))
     if true:
         body.append(frame.line(true, COLOURS["truth"], clip_id, 2))
-    alerts = [(t / MS_PER_HOUR, p) for t, p in result.events
+    alerts = [(t / MS_PER_HOUR, p) for t, p in events(result)
               if p.get("kind") == "alert" and p.get("sensor") == sid]
     for i, (h, p) in enumerate(alerts):
         name, was = p.get("alert"), p.get("was")
@@ -317,7 +345,7 @@ def water_plot(result, sensor, hours, clip_id):
 
 def temperature_plot(result, hours, clip_id):
     """Air temperature from the env messages over time (empty if there are none)."""
-    points = [(t / MS_PER_HOUR, p["temp_c"]) for t, topic, p in result.messages
+    points = [(t / MS_PER_HOUR, p["temp_c"]) for t, topic, p in timeline(result)
               if topic == "env" and p.get("temp_c") is not None]
     if not points:
         return ""
@@ -347,7 +375,7 @@ def bay_timeline(result, bay, hours):
     """Two strips for one bay: true and detected occupancy, with faults, misses and false detections."""
     frame = Frame(hours, 0, 1, 120, left=80, top=30, bottom=30)
     true = [(r["t"] / MS_PER_HOUR, r["occupied"]) for r in result.truth if r.get("truth") == bay]
-    found = [(t / MS_PER_HOUR, p["state"] == "occupied") for t, p in result.events
+    found = [(t / MS_PER_HOUR, p["state"] == "occupied") for t, p in events(result)
              if p.get("kind") == "occupancy" and p.get("sensor") == bay]
     truth_y, detected_y = 36, 66
     body = []
@@ -380,23 +408,26 @@ def event_detail(p):
                                                p.get("rate_mm_min"))
     if kind == "fault":
         return "%s %s" % (p.get("fault"), "raised" if p.get("active") else "cleared")
+    if kind == "gap":
+        return "no readings for %s: detectors restarted" % (
+            "an unknown time" if p.get("gap_s") is None else "%s s" % p["gap_s"])
     return ", ".join("%s=%s" % kv for kv in p.items() if kv[0] not in ("kind", "sensor", "ts"))
 
 
 def events_table(result):
     """All events (up to MAX_EVENT_ROWS) with time since start and UTC time."""
-    events = result.events
-    if not events:
+    events_ = events(result)
+    if not events_:
         return "<p>The node raised no events.</p>"
     out = ['<table id="events"><tr><th>Since start</th><th>UTC</th><th>Sensor</th><th>Kind</th>'
            "<th>Detail</th></tr>"]
-    for t, p in events[:MAX_EVENT_ROWS]:
+    for t, p in events_[:MAX_EVENT_ROWS]:
         out.append("<tr><td class=num>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
             clock(t), utc_time(result.header, t), esc(p.get("sensor", "")), esc(p.get("kind", "")),
             esc(event_detail(p))))
     out.append("</table>")
-    if len(events) > MAX_EVENT_ROWS:
-        out.append('<p class="note">Showing the first %d of %d events.</p>' % (MAX_EVENT_ROWS, len(events)))
+    if len(events_) > MAX_EVENT_ROWS:
+        out.append('<p class="note">Showing the first %d of %d events.</p>' % (MAX_EVENT_ROWS, len(events_)))
     return "".join(out)
 
 

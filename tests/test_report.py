@@ -53,7 +53,8 @@ def test_scores_are_marked_against_targets(flood):
     page = report.render(flood)
     street = flood.scores["water"]["street"]
     assert "level error (MAE)" in page and "(%.2f cm)" % (street["mae_mm"] / 10) in page
-    assert page.count("✔ pass") == 2 + len(street["crossings"])
+    # MAE, false alerts and frozen levels, and each crossing
+    assert page.count("✔ pass") == 3 + len(street["crossings"])
     assert "✘ fail" not in page
 
 
@@ -138,3 +139,20 @@ def test_clock_and_utc_time():
     assert report.clock(3_723_000) == "01:02:03"
     assert report.clock(90_000_000) == "25:00:00"
     assert report.utc_time({"start": 1783987200}, 3_723_000) == "2026-07-14T01:02:03Z"
+
+
+def test_the_page_places_messages_past_the_tick_wrap_where_they_belong(flood):
+    """The same day 20 days into a recording: the node's ticks have wrapped
+    (at 2**30 ms, 12.4 days), each payload's `ts` says where it belongs."""
+    shift_ms = 20 * 86_400_000
+    msgs = [((t + shift_ms) & ((1 << 30) - 1), topic, dict(p, ts=p["ts"] + shift_ms // 1000))
+            for t, topic, p in flood.messages]
+    truth = [dict(r, t=r["t"] + shift_ms) for r in flood.truth]
+    late = replay.Result(flood.path, flood.runtime, dict(flood.header, duration_s=None), msgs, truth,
+                         flood.stats)
+    assert [t for t, _, _ in late.timeline] == [t + shift_ms for t, _, _ in flood.messages]
+    w, w0 = late.scores["water"]["street"], flood.scores["water"]["street"]
+    assert (w["mae_mm"], w["missed"], w["late"]) == (w0["mae_mm"], w0["missed"], w0["late"])
+    t, first_alert = next((t, p) for t, p in flood.events if p["kind"] == "alert")
+    assert report.clock(t + shift_ms) in events_table(report.render(late))
+    assert report.recording_hours(late) == pytest.approx(20 * 24 + flood.messages[-1][0] / 3.6e6)
