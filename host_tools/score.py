@@ -7,7 +7,8 @@ rest of the detections false positives, the rest of the truth misses.
 Latency = detection time − true time (negative: seen before the car stopped).
 
 Water: the mean absolute error of every published level against the true
-level interpolated at the same moment; for each upward crossing of an alert
+level interpolated at the same moment (a level flagged `above_max` is a
+lower bound, wrong only where the truth is below it); for each upward crossing of an alert
 threshold by the true level, the delay until the node's alert reached that
 level, in seconds and in sampling intervals (the gap between the node's
 measurements around the crossing): missed when it never did, late when it
@@ -32,7 +33,7 @@ import bisect
 import statistics
 
 from citynode import ticks
-from citynode.flood import ALERT_NAMES, WaterLevel
+from citynode.flood import ABOVE_MAX, ALERT_NAMES, WaterLevel
 
 # What the sensing core is held to (the report marks each figure against these).
 F1_TARGET = 0.99
@@ -201,6 +202,17 @@ class _Truth:
         return out
 
 
+def _level_error(payload, true_mm):
+    """How far a published level is from the truth. A level flagged
+    `above_max` says "at least max_level_mm" (the deepest level the site
+    trusts, published in place of a deeper reading): it is wrong only by
+    how far the truth lies below it."""
+    level = payload["level_mm"]
+    if payload.get("fault") == ABOVE_MAX:
+        return max(0.0, level - true_mm)
+    return abs(level - true_mm)
+
+
 def water(messages, truth, sensor_cfg):
     sid = sensor_cfg["id"]
     points = [(r["t"] / 1000.0, float(r["level_mm"])) for r in truth if r.get("truth") == sid]
@@ -208,13 +220,14 @@ def water(messages, truth, sensor_cfg):
         return None
     cfg = WaterLevel(sid, [], sensor_cfg)
     true = _Truth(points)
-    levels = [(t / 1000.0, p["level_mm"]) for t, topic, p in messages
-              if topic == "water" and p.get("sensor", sid) == sid]
+    water_msgs = [(t / 1000.0, p) for t, topic, p in messages
+                  if topic == "water" and p.get("sensor", sid) == sid]
+    levels = [(t, p["level_mm"]) for t, p in water_msgs]
     alerts = [(t / 1000.0, ALERT_NAMES.index(p["alert"]), ALERT_NAMES.index(p["was"]))
               for t, topic, p in messages
               if topic == "event" and p.get("kind") == "alert" and p.get("sensor") == sid]
-    errors = [abs(lv - true.at(t)) for t, lv in levels]
-    wet = [abs(lv - true.at(t)) for t, lv in levels if true.at(t) > DRY_MM]
+    errors = [_level_error(p, true.at(t)) for t, p in water_msgs]
+    wet = [_level_error(p, true.at(t)) for t, p in water_msgs if true.at(t) > DRY_MM]
     times = [t for t, _ in levels]
 
     crossings = []
@@ -262,6 +275,7 @@ def water(messages, truth, sensor_cfg):
         "mae_mm": round(sum(errors) / len(errors), 2) if errors else None,
         "mae_wet_mm": round(sum(wet) / len(wet), 2) if wet else None,
         "max_error_mm": round(max(errors), 1) if errors else None,
+        "above_max_readings": sum(1 for _, p in water_msgs if p.get("fault") == ABOVE_MAX),
         "crossings": crossings,
         "missed": sum(1 for c in crossings if c["alert_t_s"] is None),
         "late": sum(1 for c in crossings if c["alert_t_s"] is not None and not c["within_2_intervals"]),

@@ -63,6 +63,21 @@ def test_level_error_and_a_crossing_alerted_one_interval_late():
     assert s["false_alerts"] == []
 
 
+def test_a_level_flagged_above_max_is_a_lower_bound():
+    tr = [{"t": 0, "truth": "w", "level_mm": 700}, {"t": 40000, "truth": "w", "level_mm": 1100}]
+    msgs = [water_msg(10, 800), water_msg(30, 800)]
+    for m in msgs:
+        m[2]["fault"] = "above_max"
+    s = score.water(msgs, tr, CFG)
+    # truth 800 at 10 s (error 0) and 1000 at 30 s: deeper than the bound, not an error
+    assert s["mae_mm"] == 0.0 and s["above_max_readings"] == 2
+    msgs = [water_msg(10, 800), water_msg(30, 800)]
+    msgs[0][2]["fault"] = "above_max"
+    tr[1]["level_mm"] = 500  # falling: the truth is 625 at 10 s, 575 at 30 s
+    s = score.water(msgs, tr, CFG)
+    assert s["mae_mm"] == round((175 + 225) / 2, 2) and s["above_max_readings"] == 1
+
+
 def test_an_alert_without_water_is_false_and_a_silent_crossing_missed():
     tr = [{"t": 0, "truth": "w", "level_mm": 0}, {"t": 3600000, "truth": "w", "level_mm": 0},
           {"t": 3700000, "truth": "w", "level_mm": 200}]
