@@ -114,7 +114,7 @@ class Core:
                     self.silence(t, d if d > 0 else None, sid)
         self._last = t
         self._seen[sid] = t
-        self.clock.epoch(t)  # keeps the clock's anchor recent, however rarely the node publishes
+        self.clock.keep(t)
         if type(sample) is not dict or ("fault" in sample and type(sample["fault"]) is not str):
             sample = _BAD
         self._feeders[sid](sid, t, sample)

@@ -43,6 +43,9 @@ def diff(a, b):
     return ((a - b + HALF) & MASK) - HALF
 
 
+KEEP_MS = 86400000  # Clock.keep: a day, far inside the 6.2 days `diff` measures
+
+
 class Clock:
     """Maps ticks to UTC epoch seconds from one anchor (NTP on the board,
     the recording's start in simulation).
@@ -66,6 +69,13 @@ class Clock:
         self._s += ms // 1000
         self._ms = ms % 1000
         self._t = t
+
+    def keep(self, t):
+        """Move the anchor to tick `t` if it is a day old or more: cheap
+        (small ints only) on every sample, so the anchor stays valid however
+        rarely the node publishes."""
+        if diff(t, self._t) >= KEEP_MS:
+            self.epoch(t)
 
     def epoch(self, t):
         d = diff(t, self._t)

@@ -51,3 +51,14 @@ def test_clock_advance_from_a_tick_before_its_anchor():
     c.advance(4000, 100, 0)  # tick 100 is tick 4000's time: a step back of the ticks
     assert c.epoch(100) == 1004
     assert c.epoch(1100) == 1005
+
+
+def test_clock_keep_moves_the_anchor_only_once_it_is_a_day_old():
+    c = ticks.Clock(1000, 0)
+    c.keep(ticks.KEEP_MS - 1)
+    assert c._t == 0  # younger than a day: untouched (no large-int arithmetic)
+    t = 0
+    for _ in range(30):  # 30 days of samples every 5 hours, never a publish
+        t = ticks.add(t, 5 * 3600000)
+        c.keep(t)
+    assert c.epoch(t) == 1000 + 30 * 5 * 3600
