@@ -379,3 +379,34 @@ def test_commands_are_acked_validated_persisted_and_reboot_resets(broker, storm,
             console.close()
     seqs = [p["seq"] for _s, p, _d in sub.data()]
     assert seqs == sorted(seqs)
+
+
+def test_health_after_a_silence_the_ticks_alias_comes_once_then_every_health_s(broker, storm, tmp_path):
+    """Two 300 s stretches 13 days apart (the ticks wrap once in between and
+    alias the silence to half a day): health every 120 s in each, one at
+    once after the silence, never a burst for the missed periods; the
+    readings are the replay's, gap events included."""
+    from citynode.node import Node
+
+    lines = storm.read_text().splitlines()
+    header = json.loads(lines[0])
+    first_t = json.loads(lines[1])["t"]
+    recs = [json.loads(ln) for ln in lines[1:] if json.loads(ln)["t"] < first_t + 300000]
+    later = [dict(r, t=r["t"] + 13 * 86400000) for r in recs]
+    gapped = tmp_path / "gapped.jsonl"
+    gapped.write_text("\n".join([lines[0]] + [json.dumps(r) for r in recs + later]) + "\n")
+    reference = replay.run(gapped).messages
+    gaps = [p["gap_s"] for _t, topic, p in reference if p.get("kind") == "gap"]
+    assert len(gaps) == 2 and all(13 * 86400 - 300 < g < 13 * 86400 for g in gaps), gaps
+    site = unique("gap")
+    cfg = node_config(broker.port, site, header["sensors"], outbox_dir=str(tmp_path / "outbox"), health_s=120)
+    cfg["hal"].update(recording=str(gapped))
+    check_config(cfg)
+    with Subscriber(broker.port, "citynode/%s/street-demo-1/" % site) as sub:
+        node = Node(cfg)
+        done = node.run()
+        assert done["settled"] and done["health"] == 2 + 3, done
+        assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+        node.client.disconnect()
+    got = [(s, {k: v for k, v in p.items() if k != "seq"}) for s, p, _d in sub.data() if s != "health"]
+    assert got == [(topic, payload) for _t, topic, payload in reference]

@@ -143,7 +143,7 @@ class Node:
         self.hal = hal if hal is not None else make_hal(cfg)
         self.health_ms = ticks.ms(cfg.get("health_s", DEFAULTS["health_s"]))
         self.reset = self.hal.reset_cause()
-        self.boot_ms = ticks_ms()
+        self.uptime = ticks.Clock(0, ticks_ms())  # seconds since boot, past the ticks' 6.2 days
         self.prefix = "citynode/%s/%s/" % (cfg["site"], cfg["node"])
         self.client = _client(cfg, True)
         self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]),
@@ -284,7 +284,7 @@ class Node:
     def health(self, t):
         """Publish the node's health at tick `t`."""
         c = self.publisher.counters()
-        payload = {"uptime_s": ticks_diff(ticks_ms(), self.boot_ms) // 1000, "heap_free": heap_free(),
+        payload = {"uptime_s": self.uptime.epoch(ticks_ms()), "heap_free": heap_free(),
                    "rssi": self.hal.rssi(), "outbox_depth": c["outbox_depth"], "in_flight": c["in_flight"],
                    "dropped": c["dropped"], "lost": c["lost"], "published": c["published"],
                    "samples": self.samples, "taken": self.taken, "commands": self.commands_handled,
@@ -293,6 +293,22 @@ class Node:
             payload["notes"] = self.notes
         self.healths += 1
         self.publisher.publish(t, "health", payload)  # adds "seq": this message's own number
+
+    def _health_due(self, t):
+        """Publish health at tick `t` if it is due: once, however late; after
+        a silence (more than a period late, or a due tick further ahead than
+        a period, which only aliased ticks give) at once, and every
+        `health_s` from then on."""
+        if self.next_health is None:
+            self.next_health = ticks_add(t, self.health_ms)
+            return
+        d = ticks_diff(t, self.next_health)
+        if 0 <= d < self.health_ms:
+            self.health(t)
+            self.next_health = ticks_add(self.next_health, self.health_ms)
+        elif d >= 0 or d < -self.health_ms:
+            self.health(t)
+            self.next_health = ticks_add(t, self.health_ms)
 
     def run(self, max_samples=None):
         """Feed the hardware layer's samples to the core, publish health
@@ -303,11 +319,7 @@ class Node:
         core = self.core
         self.service()  # the first connection attempt
         for sid, t, sample in self.hal.stream(core, self._wait_until):
-            if self.next_health is None:
-                self.next_health = ticks_add(t, self.health_ms)
-            while ticks_diff(t, self.next_health) >= 0:
-                self.health(t)
-                self.next_health = ticks_add(self.next_health, self.health_ms)
+            self._health_due(t)
             self.samples += 1
             if sid not in core.due_at:
                 self.unknown += 1
