@@ -40,38 +40,87 @@ def _step(est, target, dt_ms, tau_ms):
     return est - (-err) * dt_ms // tau_ms
 
 
-class Dwell:
-    """A two-state decision that flips only after the evidence for the other
-    state has held, uninterrupted, for a dwell time (ms) of that direction.
+def smooth(est, target, dt_ms, tau_ms):
+    """A first-order low-pass in its backward-Euler form: `est` moves toward
+    `target` by dt / (tau + dt) of the gap, truncated toward zero.
 
-    `update(t, want)` returns True when the state changed. `want=None`
-    (no evidence, e.g. a faulted reading) neither confirms nor interrupts.
+    Unlike `follow` (which jumps to the target once dt ≥ tau), it still
+    smooths when readings are sparse: half the gap at dt = tau, so a 1 Hz
+    and a 10 Hz stream through the same `tau_ms` both average about a
+    `2·tau_ms` window. A zero or negative interval moves nothing; a very long
+    one reaches the target. For |target − est| < 2**22 (Q4 of 16-bit
+    counts) every product stays below 2**30.
+    """
+    if dt_ms <= 0:
+        return est
+    if dt_ms >= 255 * tau_ms:
+        return target
+    num = dt_ms
+    den = tau_ms + dt_ms
+    while den > 1 << 21:  # the same ratio with dt << 8 below 2**30
+        num >>= 1
+        den >>= 1
+    a = (num << 8) // den  # 0..254
+    err = target - est
+    if err >= 0:
+        return est + (err * a >> 8)
+    return est - ((-err) * a >> 8)
+
+
+class Dwell:
+    """A two-state decision that flips once evidence for the other state has
+    accumulated for a dwell time (ms) of that direction.
+
+    Evidence is time between readings: an interval whose two readings both
+    favour the other state adds its length; one whose two readings both
+    favour the current state takes its length away (never below zero); a
+    mixed interval adds nothing. So an unbroken run flips exactly `on_ms`
+    (or `off_ms`) after its first reading, as a plain "held for" timer
+    would, a single contrary reading only pauses the count (it costs the
+    two intervals beside it, whatever the sample rate), and contrary
+    evidence erases support as fast as support was gained. An interval
+    counts at most a full dwell and a negative one (aliased ticks) counts
+    nothing. `update(t, want)` returns True when the state changed;
+    `want=None` (no evidence, e.g. a faulted reading) neither confirms nor
+    interrupts.
     """
 
     def __init__(self, on_ms, off_ms, state=False):
         self.on_ms = on_ms
         self.off_ms = off_ms
-        self.state = state
-        self._since = None
+        self.reset(state)
 
     def update(self, t, want):
         if want is None:
             return False
-        if want == self.state:
-            self._since = None
-            return False
-        if self._since is None:
-            self._since = t
+        other = want != self.state
+        prev = self._prev
+        last = self._last
+        self._prev = other
+        self._last = t
         need = self.off_ms if self.state else self.on_ms
-        if ticks.diff(t, self._since) < need:
+        dt = 0 if last is None else ticks.diff(t, last)
+        if dt < 0:
+            dt = 0
+        elif dt > need:
+            dt = need
+        if other and prev:
+            self.acc += dt
+        elif not other and not prev:
+            self.acc = self.acc - dt if self.acc > dt else 0
+        if not other or self.acc < need:
             return False
         self.state = want
-        self._since = None
+        self.acc = 0
+        self._prev = False
         return True
 
     def reset(self, state=False):
+        """Set `state` and forget all evidence and the last reading's tick."""
         self.state = state
-        self._since = None
+        self.acc = 0
+        self._prev = False
+        self._last = None
 
 
 class FaultWatch:
