@@ -244,6 +244,7 @@ class MagneticBay(_Bay):
         self.base = None
         self.mean = self.mean_min
         self.car = None
+        self.fresh_ms = 0
         self.last2 = None
         self.sm = None
         self.level = None
@@ -309,7 +310,7 @@ class MagneticBay(_Bay):
         d2 = _dot(d, d)
         self.last_dev2 = d2
         if not self.dwell.state:
-            if self._decide(t, d2 >= enter2 and steady):
+            if self._decide(t, d2 >= enter2 and (steady or d2 >= enter2 << 2)):
                 self.car = None  # the car's signature: its first steady level
                 return
             self._learn(dt, d2, enter2, exit2)
@@ -327,9 +328,13 @@ class MagneticBay(_Bay):
         cap = 3 * self.mean
         m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
         self.mean = m if m > self.mean_min else self.mean_min
-        if d2 < exit2:
-            b = self.base
-            sm = self.sm
+        b = self.base
+        sm = self.sm
+        if self.fresh_ms > 0:  # just re-learnt: settle onto the new empty field
+            self.fresh_ms -= dt
+            for i in range(3):
+                b[i] = smooth(b[i], sm[i], dt, 4 * self.smooth_ms)
+        elif d2 < exit2:
             for i in range(3):
                 b[i] = follow(b[i], sm[i], dt, self.tau_ms)
 
@@ -355,6 +360,7 @@ class MagneticBay(_Bay):
             self.dwell.reset(False)
             self._emit(t)
             self.base = list(self.level)
+            self.fresh_ms = self.cal_ms
         else:  # another vehicle's field: judge its departure against it
             self.car = r
 
