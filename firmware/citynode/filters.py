@@ -48,23 +48,27 @@ def smooth(est, target, dt_ms, tau_ms):
     smooths when readings are sparse: half the gap at dt = tau, so a 1 Hz
     and a 10 Hz stream through the same `tau_ms` both average about a
     `2·tau_ms` window. A zero or negative interval moves nothing; a very long
-    one reaches the target. For |target − est| < 2**22 (Q4 of 16-bit
-    counts) every product stays below 2**30.
+    one reaches the target. Exact while |target − est| · dt < 2**30; beyond,
+    the fraction is taken in 1/256ths. For |target − est| < 2**22 (Q4 of
+    16-bit counts) every product stays below 2**30. Truncation leaves a dead
+    band of tau/dt units: keep a slow filter's steps long (see `Slow`).
     """
     if dt_ms <= 0:
         return est
     if dt_ms >= 255 * tau_ms:
         return target
-    num = dt_ms
-    den = tau_ms + dt_ms
-    while den > 1 << 21:  # the same ratio with dt << 8 below 2**30
-        num >>= 1
-        den >>= 1
-    a = (num << 8) // den  # 0..254
     err = target - est
-    if err >= 0:
-        return est + (err * a >> 8)
-    return est - ((-err) * a >> 8)
+    e = err if err >= 0 else -err
+    den = tau_ms + dt_ms
+    if e < (1 << 30) // dt_ms:
+        step = e * dt_ms // den
+    else:
+        num = dt_ms
+        while den > 1 << 21:  # the same ratio with dt << 8 below 2**30
+            num >>= 1
+            den >>= 1
+        step = e * ((num << 8) // den) >> 8
+    return est + step if err >= 0 else est - step
 
 
 class Dwell:

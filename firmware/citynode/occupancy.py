@@ -145,6 +145,13 @@ def _clamp(v, limit):
     return limit if v > limit else -limit if v < -limit else v
 
 
+def _raw(v):
+    """A reading as an int within a 16-bit part's range (NaN counts as the low end)."""
+    if -_RAW_LIMIT <= v <= _RAW_LIMIT:
+        return int(v)
+    return _RAW_LIMIT if v > 0 else -_RAW_LIMIT
+
+
 def _dot(a, b):
     """a·b for vectors of counts clamped to ±_AXIS_LIMIT (< 2**30)."""
     return _clamp(a[0], _AXIS_LIMIT) * _clamp(b[0], _AXIS_LIMIT) + \
@@ -237,7 +244,7 @@ class MagneticBay(_Bay):
         self.smooth_ms = max(1, _ms(cfg, "smooth_s", 0.5))
         self.noise_ms = max(1, _ms(cfg, "noise_tau_s", 30))
         self.tau_ms = max(1, self.tau_ms)
-        self.mean_min = (lsb // 10 + 1) << 4  # 0.1 µT, in Q4 counts
+        self.mean_min = (int(lsb) // 10 + 1) << 4  # 0.1 µT, in Q4 counts
         self.recalibrate()
 
     def recalibrate(self):
@@ -245,6 +252,7 @@ class MagneticBay(_Bay):
         self.mean = self.mean_min
         self.car = None
         self.fresh_ms = 0
+        self._slow_ms = 0
         self.last2 = None
         self.sm = None
         self.level = None
@@ -253,6 +261,7 @@ class MagneticBay(_Bay):
         self.dwell.reset()
 
     def _restart(self):
+        self._slow_ms = 0
         self.sm = None
         self.last2 = None
         self.level = None
@@ -279,7 +288,7 @@ class MagneticBay(_Bay):
     def update(self, t, x, y, z):
         self.faults.ok(t)
         dt = self._dt(t)
-        raw = [_clamp(x, _RAW_LIMIT), _clamp(y, _RAW_LIMIT), _clamp(z, _RAW_LIMIT)]
+        raw = [_raw(x), _raw(y), _raw(z)]
         sm = self.sm
         if sm is None:
             self.last2 = [raw, raw]
@@ -321,9 +330,17 @@ class MagneticBay(_Bay):
         """While free: the noise from a deviation below the enter threshold
         (clipped at 3 × the mean, so bursts barely move it) and, when quiet,
         drift of the empty field. A reading above enter (a car arriving or a
-        burst) teaches nothing."""
+        burst) teaches nothing. These slow filters step at most once a second
+        (with the time since their last step), so their integer steps do
+        not vanish at fast sampling."""
         if d2 >= enter2:
             return
+        if self.fresh_ms <= 0:
+            self._slow_ms += dt
+            if self._slow_ms < 1000:
+                return
+            dt = self._slow_ms
+        self._slow_ms = 0
         m = isqrt(d2) << 4
         cap = 3 * self.mean
         m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
@@ -336,7 +353,7 @@ class MagneticBay(_Bay):
                 b[i] = smooth(b[i], sm[i], dt, 4 * self.smooth_ms)
         elif d2 < exit2:
             for i in range(3):
-                b[i] = follow(b[i], sm[i], dt, self.tau_ms)
+                b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
 
     def _settled(self, t, dt):
         """Occupied and steady: judge the steady level against the car's
