@@ -323,8 +323,15 @@ class MagneticBay(_Bay):
                 self.car = None  # the car's signature: its first steady level
                 return
             self._learn(dt, d2, enter2, exit2)
-        elif not self._decide(t, d2 > exit2) and self.steady_ms >= self.dwell.off_ms:
-            self._settled(t, dt)
+        else:
+            r = _diff(level, self.base)
+            gone = steady and self.car is not None and self._gone(r)
+            if self._decide(t, d2 > exit2 and not gone):
+                if gone:  # left at a new empty field: learn it
+                    self.base = list(level)
+                    self.fresh_ms = self.cal_ms
+            elif self.steady_ms >= self.dwell.off_ms:
+                self._track(r, dt)
 
     def _learn(self, dt, d2, enter2, exit2):
         """While free: the noise from a deviation below the enter threshold
@@ -355,30 +362,33 @@ class MagneticBay(_Bay):
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
 
-    def _settled(self, t, dt):
-        """Occupied and steady: judge the steady level against the car's
-        signature (its change at arrival)."""
-        r = _diff(self.level, self.base)
+    def _gone(self, r):
+        """True if the steady level `r` (counts from the empty field) is not
+        this car's: more than half of its signature has gone (or the field
+        has moved from it by an enter threshold), and what is left is an
+        offset an empty bay can show (`settle_ut`)."""
         car = self.car
-        if car is None:
-            self.car = r
-            return
+        if _dot(r, r) > self.settle2:
+            return False
         cc = _dot(car, car)
         moved = [r[0] - car[0], r[1] - car[1], r[2] - car[2]]
-        if _dot(r, car) >= cc >> 1 and _dot(moved, moved) < self.thresholds2()[0]:
-            # still most of this car, where it was: a car that finished rolling in
-            # shows its whole signature; otherwise follow only slow drift
-            if _dot(r, r) > cc:
-                self.car = r
-            else:
-                for i in range(3):
-                    car[i] = smooth(car[i] << 4, r[i] << 4, dt, self.tau_ms) >> 4
-        elif _dot(r, r) <= self.settle2:  # gone, and the field is one an empty bay can have
-            self.dwell.reset(False)
-            self._emit(t)
-            self.base = list(self.level)
-            self.fresh_ms = self.cal_ms
-        else:  # another vehicle's field: judge its departure against it
+        return _dot(r, car) < cc >> 1 or _dot(moved, moved) >= self.thresholds2()[0]
+
+    def _track(self, r, dt):
+        """Steady while occupied: the first steady level is the car's
+        signature; a car that finished rolling in shows a stronger one; one
+        that sits still only drifts slowly. Another vehicle's field (not this
+        car's, and too far from the empty field for a departure) becomes the
+        signature to judge its departure by."""
+        car = self.car
+        if car is None or _dot(r, r) > _dot(car, car) and _dot(r, car) > 0:
+            self.car = r
+        elif self._gone(r):
+            return
+        elif _dot(r, car) >= _dot(car, car) >> 1:
+            for i in range(3):
+                car[i] = smooth(car[i] << 4, r[i] << 4, dt, self.tau_ms) >> 4
+        else:
             self.car = r
 
     def _calibrate(self, dt, moved):
