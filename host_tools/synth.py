@@ -1,6 +1,6 @@
 """Synthetic recordings drawn from documented physical models, with a seed.
 
-Three scenarios (docs/synthetic-models.md states the models and sources):
+Four scenarios (docs/synthetic-models.md states the models and sources):
 
 - `parking-day`: a day in a car park; two bays under ceiling ultrasonic
   sensors and two with in-ground magnetometers; arrivals and departures,
@@ -12,6 +12,11 @@ Three scenarios (docs/synthetic-models.md states the models and sources):
   sensor, echo dropouts in heavy rain, ±1 cm ultrasonic noise.
 - `dry-week`: seven dry days with puddles from showers, parked cars and
   vans, bins, pedestrians, traffic, a sensor outage: no flood.
+- `parking-interference`: in-ground magnetometer bays read at 11 Hz (or
+  any rate: the same cars and field) by a signalled street: short sessions,
+  interference of 1-15 µT (mains hum, passing traffic, electrical bursts),
+  weak one-axis cars, parked-car dips, empty fields that move after a
+  departure.
 
 Output is a recording in the citynode format (docs/recording-format.md).
 The same seed gives the same bytes.
@@ -450,7 +455,7 @@ def _interference_at(inter, t, rng):
     return [v[k] + rng.gauss(0, sigma) for k in range(3)]
 
 
-def parking_interference(seed=4, start=DEFAULT_START, rate_hz=11.0, minutes=25.0, bays=2):
+def parking_interference(seed=4, start=DEFAULT_START, rate_hz=11.0, minutes=20.0, bays=2):
     """In-ground magnetometer bays under real-world interference, read at
     `rate_hz`: the same seed gives the same cars and the same field at any
     rate; only the sampling (and each reading's own noise) differs."""
@@ -656,13 +661,21 @@ SCENARIOS = {"parking-day": parking_day, "flood-event": flood_event, "dry-week":
 DEFAULT_SEEDS = {"parking-day": 1, "flood-event": 2, "dry-week": 3, "parking-interference": 4}
 
 
-def synth(scenario, path, seed=None, start=DEFAULT_START):
+def synth(scenario, path, seed=None, start=DEFAULT_START, rate_hz=None):
     """Write a synthetic recording of `scenario` to `path`; returns its
-    record count."""
+    record count. `rate_hz` (readings a second, 0.1-50) is for the scenarios
+    whose sampling can change (`parking-interference`)."""
     if scenario not in SCENARIOS:
         raise ValueError("unknown scenario %r (choose from %s)" % (scenario, ", ".join(SCENARIOS)))
     if seed is None:
         seed = DEFAULT_SEEDS[scenario]
-    rec = SCENARIOS[scenario](seed=seed, start=start)
+    if rate_hz is None:
+        rec = SCENARIOS[scenario](seed=seed, start=start)
+    elif scenario != "parking-interference":
+        raise ValueError("scenario %s has a fixed sampling: --rate-hz is for parking-interference" % scenario)
+    elif not 0.1 <= rate_hz <= 50:
+        raise ValueError("--rate-hz must be between 0.1 and 50 readings a second, not %g" % rate_hz)
+    else:
+        rec = parking_interference(seed=seed, start=start, rate_hz=rate_hz)
     rec.write(path)
     return len(rec.records)
