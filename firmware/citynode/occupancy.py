@@ -11,7 +11,7 @@ Events (dicts with `t`, `kind`, `sensor`) are appended to a shared list.
 """
 
 from citynode import ticks
-from citynode.filters import Dwell, FaultWatch, follow, smooth
+from citynode.filters import Dwell, FaultWatch, follow, lowpass, smooth
 from citynode.ranging import BLIND_ZONE, FAULT_NAMES
 
 
@@ -298,7 +298,7 @@ class MagneticBay(_Bay):
             a, b = self.last2
             self.last2 = [b, raw]
             for i in range(3):
-                sm[i] = smooth(sm[i], _median3(a[i], b[i], raw[i]) << 4, dt, self.smooth_ms)
+                sm[i] = lowpass(sm[i], _median3(a[i], b[i], raw[i]) << 4, dt, self.smooth_ms)
         enter2, exit2 = self.thresholds2()
         level = self.level
         moved = _diff(sm, level)
@@ -308,7 +308,7 @@ class MagneticBay(_Bay):
             steady = False
         else:
             for i in range(3):
-                level[i] = smooth(level[i], sm[i], dt, 4 * self.smooth_ms)
+                level[i] = lowpass(level[i], sm[i], dt, 4 * self.smooth_ms)
             steady = True
             if self.steady_ms < self.tau_ms + self.cal_ms:
                 self.steady_ms += dt
@@ -357,7 +357,7 @@ class MagneticBay(_Bay):
         if self.fresh_ms > 0:  # just re-learnt: settle onto the new empty field
             self.fresh_ms -= dt
             for i in range(3):
-                b[i] = smooth(b[i], sm[i], dt, 4 * self.smooth_ms)
+                b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
         elif d2 < exit2:
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
