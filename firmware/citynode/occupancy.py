@@ -201,31 +201,30 @@ class MagneticBay(_Bay):
 
     - Every axis is the median of the last three readings (an isolated
       reading, such as a parked car's momentary dip, never passes), then a
-      first-order low-pass (`smooth_s`, 0.5 s: about a 1 s window at any
-      sample rate) so fast periodic interference does not reach the
-      decisions. A slower copy of it
-      (the *level*, time constant 2 × `smooth_s`) is re-anchored on the
-      smoothed field whenever the two part by more than the exit
-      threshold; the time since the last re-anchoring says how long the
-      field has been *steady*.
-    - The empty-bay field (`base`) is learnt over `calibrate_s` (10 s) and
-      then follows drift (`drift_tau_s`) while the bay is free and quiet.
-      The noise is the mean |smoothed − base| (a robust, clipped
-      exponential mean absolute deviation over `noise_tau_s`, 30 s) while
-      free; σ ≈ mean / 1.6 for three axes of Gaussian noise.
-    - Thresholds on the vector deviation |smoothed − base|: enter at
-      max(4σ, `enter_ut`, 4 µT), exit at max(2.5σ, `exit_ut`, 2 µT) — the
-      three-axis equivalents of the literature's 3σ / 1.5σ on one axis; the
+      first-order low-pass (`smooth_s`, 0.5 s: about a 1 s window, the
+      same filter at any sample rate) so fast periodic interference does
+      not reach the decisions. A slower copy of it (the *level*, time
+      constant 4 × `smooth_s`) is re-anchored on the smoothed field
+      whenever the two part by more than the exit threshold; while it is
+      not, the field is *steady*.
+    - The empty-bay field (`base`) is the level once the field has been
+      steady for `calibrate_s` (10 s); it then follows drift (`drift_tau_s`)
+      while the bay is free and quiet. The noise is the mean |smoothed −
+      base| while free (clipped at 3 × itself, readings above enter left
+      out: a robust mean absolute deviation over `noise_tau_s`, 30 s);
+      σ = mean / 1.6 for three axes of Gaussian noise.
+    - Thresholds on the vector deviation d = |smoothed − base|: enter at
+      max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
       floors keep a car in the next bay from flipping this one.
-    - Arrival: the deviation is above enter *and* steady, accumulated over
-      `dwell_on_s` by `filters.Dwell` (passing traffic is never steady).
-      The change at arrival (vector) is kept as the car's signature.
-    - Departure: the deviation below exit for `dwell_off_s`, or the field
-      steady for `dwell_off_s` at a level that has lost more than half of
-      the car's signature (projected on its direction) and lies within
-      `settle_ut` (10 µT) of the old empty field: the bay is free and that
-      level is learnt as the new empty field. A still car keeps its
-      signature and is never learnt as empty.
+    - Arrival: evidence is d ≥ enter while steady (or d ≥ 2 × enter),
+      accumulated over `dwell_on_s` by `filters.Dwell`. The first steady
+      level after it is the car's signature.
+    - Departure: evidence is d ≤ exit, or a steady level that is not this
+      car's (more than half of its signature gone, or moved from it by an
+      enter threshold) within `settle_ut` (10 µT) of the old empty field;
+      accumulated over `dwell_off_s`. Freed by the second kind, the bay
+      learns that level as its new empty field. A car that sits still keeps
+      its signature and is never learnt as empty.
 
     All arithmetic is on ints below 2**30; the state is a few small ints.
     """
