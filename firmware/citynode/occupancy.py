@@ -375,12 +375,17 @@ class MagneticBay(_Bay):
 
     def _track(self, r, dt):
         """Steady while occupied: the first steady level is the car's
-        signature; a car that finished rolling in shows a stronger one; one
-        that sits still only drifts slowly. Another vehicle's field (not this
-        car's, and too far from the empty field for a departure) becomes the
-        signature to judge its departure by."""
+        signature; a car that finished rolling in shows a stronger one (by
+        more than the field's steady tolerance: noise does not ratchet it up);
+        one that sits still only drifts slowly. Another vehicle's field (not
+        this car's, and too far from the empty field for a departure)
+        becomes the signature to judge its departure by."""
         car = self.car
-        if car is None or _dot(r, r) > _dot(car, car) and _dot(r, car) > 0:
+        if car is None:
+            self.car = r
+            return
+        moved = [r[0] - car[0], r[1] - car[1], r[2] - car[2]]
+        if _dot(r, r) > _dot(car, car) and _dot(r, car) > 0 and _dot(moved, moved) > self.thresholds2()[1]:
             self.car = r
         elif self._gone(r):
             return
