@@ -301,7 +301,8 @@ class MagneticBay(_Bay):
         enter2, exit2 = self.thresholds2()
         level = self.level
         moved = _diff(sm, level)
-        if _dot(moved, moved) > exit2:
+        moved2 = _dot(moved, moved)
+        if moved2 > exit2:
             self.level = level = list(sm)
             self.steady_ms = 0
             steady = False
@@ -318,7 +319,10 @@ class MagneticBay(_Bay):
         d2 = _dot(d, d)
         self.last_dev2 = d2
         if not self.dwell.state:
-            if self._decide(t, d2 >= enter2 and (steady or d2 >= enter2 << 2)):
+            # a car rolling in is not steady yet, but it moves the field one
+            # way: far beyond enter and moving by less than half of that counts
+            rolling = d2 >= enter2 << 2 and moved2 << 2 < d2
+            if self._decide(t, d2 >= enter2 and (steady or rolling)):
                 self.car = None  # the car's signature: its first steady level
                 return
             self._learn(dt, d2, enter2, exit2)
