@@ -102,11 +102,10 @@ class Dwell:
     Evidence is time between readings: an interval whose two readings both
     favour the other state adds its length; one whose two readings both
     favour the current state takes its length away (never below zero); a
-    mixed interval adds nothing. So an unbroken run flips exactly `on_ms`
-    (or `off_ms`) after its first reading, as a plain "held for" timer
-    would, a single contrary reading only pauses the count (it costs the
-    two intervals beside it, whatever the sample rate), and contrary
-    evidence erases support as fast as support was gained. An interval
+    mixed interval adds half its length (the evidence changed somewhere in
+    it: the trapezoid rule). So a single contrary reading only pauses the
+    count by one interval, whatever the sample rate, and contrary evidence
+    erases support as fast as support was gained. An interval
     counts at most a full dwell and a negative one (aliased ticks) counts
     nothing. `update(t, want)` returns True when the state changed;
     `want=None` (no evidence, e.g. a faulted reading) neither confirms nor
@@ -134,7 +133,9 @@ class Dwell:
             dt = need
         if other and prev:
             self.acc += dt
-        elif not other and not prev:
+        elif other or prev:
+            self.acc += dt >> 1
+        else:
             self.acc = self.acc - dt if self.acc > dt else 0
         if not other or self.acc < need:
             return False

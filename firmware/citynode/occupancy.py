@@ -330,38 +330,42 @@ class MagneticBay(_Bay):
             r = _diff(level, self.base)
             gone = steady and self.car is not None and self._gone(r)
             if self._decide(t, d2 > exit2 and not gone):
-                if gone:  # left at a new empty field: learn it
+                self.fresh_ms = self.cal_ms  # gone: learn the empty field anew
+                if gone:
                     self.base = list(level)
-                    self.fresh_ms = self.cal_ms
             elif self.steady_ms >= self.dwell.off_ms:
                 self._track(r, dt)
 
     def _learn(self, dt, d2, enter2, exit2):
-        """While free: the noise from a deviation below the enter threshold
-        (clipped at 3 × the mean, so bursts barely move it) and, when quiet,
-        drift of the empty field. A reading above enter (a car arriving or a
-        burst) teaches nothing. These slow filters step at most once a second
-        (with the time since their last step), so their integer steps do
-        not vanish at fast sampling."""
+        """While free. For `calibrate_s` after a departure the empty field
+        settles onto the field wherever it goes within `settle_ut` (the car
+        has just gone: what is left is the empty bay). Otherwise: the noise
+        from a deviation below the enter threshold (clipped at 3 × the mean,
+        so bursts barely move it) and, when quiet, drift of the empty field;
+        a reading above enter (a car arriving or a burst) teaches nothing.
+        The slow filters step at most once a second (with the time since
+        their last step), so their integer steps do not vanish at fast
+        sampling."""
+        b = self.base
+        sm = self.sm
+        if self.fresh_ms > 0:
+            self.fresh_ms -= dt
+            if d2 <= self.settle2:
+                for i in range(3):
+                    b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
+            return
         if d2 >= enter2:
             return
-        if self.fresh_ms <= 0:
-            self._slow_ms += dt
-            if self._slow_ms < 1000:
-                return
-            dt = self._slow_ms
+        self._slow_ms += dt
+        if self._slow_ms < 1000:
+            return
+        dt = self._slow_ms
         self._slow_ms = 0
         m = isqrt(d2) << 4
         cap = 3 * self.mean
         m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
         self.mean = m if m > self.mean_min else self.mean_min
-        b = self.base
-        sm = self.sm
-        if self.fresh_ms > 0:  # just re-learnt: settle onto the new empty field
-            self.fresh_ms -= dt
-            for i in range(3):
-                b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
-        elif d2 < exit2:
+        if d2 < exit2:
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
 

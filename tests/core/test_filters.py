@@ -53,10 +53,10 @@ def test_a_single_contrary_reading_only_pauses_the_dwell():
     d = Dwell(3000, 3000)
     for t in range(0, 2000, 100):
         assert not d.update(t, True)
-    assert not d.update(2000, False)  # one dip: the two intervals beside it do not count
-    for t in range(2100, 3200, 100):
+    assert not d.update(2000, False)  # one dip: the two intervals beside it count half
+    for t in range(2100, 3100, 100):
         assert not d.update(t, True)
-    assert d.update(3200, True)  # 3.2 s after the run began: paused 0.2 s
+    assert d.update(3100, True)  # 3.1 s after the run began: paused one interval
 
 
 def test_contrary_evidence_erases_support_as_fast_as_it_came():
