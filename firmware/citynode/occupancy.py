@@ -320,8 +320,8 @@ class MagneticBay(_Bay):
         self.last_dev2 = d2
         if not self.dwell.state:
             # a car rolling in is not steady yet, but it moves the field one
-            # way: far beyond enter and moving by less than half of that counts
-            rolling = d2 >= enter2 << 2 and moved2 << 2 < d2
+            # way: far beyond enter and moving by less than a quarter of that counts
+            rolling = d2 >= enter2 << 2 and moved2 << 4 < d2
             if self._decide(t, d2 >= enter2 and (steady or rolling)):
                 self.car = None  # the car's signature: its first steady level
                 return
