@@ -60,6 +60,9 @@ scenarios:
   parking-day   24 h, 4 bays (2 ultrasonic, 2 magnetometer) at 1 Hz, with truth
   flood-event   24 h street sensor: a hot day, then a storm floods the street
   dry-week      7 days street sensor: no flood, plenty of clutter
+  parking-interference
+                20 min, 2 in-ground magnetometer bays at 11 Hz (--rate-hz) under
+                interference: short sessions, weak cars, dips, moved fields
 
 The models and their sources are in docs/synthetic-models.md. The same seed
 gives the same file; a name ending in .gz is gzip-compressed."""
@@ -294,7 +297,7 @@ def _write_jsonl(path, rows):
 
 
 def cmd_synth(args):
-    n = synth.synth(args.scenario, args.output, seed=args.seed, start=args.start)
+    n = synth.synth(args.scenario, args.output, seed=args.seed, start=args.start, rate_hz=args.rate_hz)
     print("wrote %s: %s, %d records" % (args.output, args.scenario, n))
     return 0
 
@@ -397,6 +400,9 @@ def build_parser():
     s.add_argument("--seed", type=int, help="random seed (default: the bundled recording's)")
     s.add_argument("--start", type=int, default=synth.DEFAULT_START,
                    help="start time, UTC epoch seconds (default: %(default)s, 2026-07-14 00:00)")
+    s.add_argument("--rate-hz", type=float, metavar="HZ",
+                   help="readings a second (parking-interference only; default 11): the same cars and field "
+                        "at another sampling rate")
     s.set_defaults(func=cmd_synth)
 
     v = sub.add_parser("sim", help="run a virtual board on a pseudo-terminal for mpremote",

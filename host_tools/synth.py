@@ -1,6 +1,6 @@
 """Synthetic recordings drawn from documented physical models, with a seed.
 
-Three scenarios (docs/synthetic-models.md states the models and sources):
+Four scenarios (docs/synthetic-models.md states the models and sources):
 
 - `parking-day`: a day in a car park; two bays under ceiling ultrasonic
   sensors and two with in-ground magnetometers; arrivals and departures,
@@ -19,6 +19,11 @@ Three scenarios (docs/synthetic-models.md states the models and sources):
   node's 10 s, a 10-day outage with no samples at all, and a flood after it.
 - `street-soak`: the same effects over 40 days, with a 7-day blind stretch
   and the 10-day outage before a flood (not bundled: a test makes it).
+- `parking-interference`: in-ground magnetometer bays read at 11 Hz (or
+  any rate: the same cars and field) by a signalled street: short sessions,
+  interference of 1-15 µT (mains hum, passing traffic, electrical bursts),
+  weak one-axis cars, parked-car dips, empty fields that move after a
+  departure.
 
 Output is a recording in the citynode format (docs/recording-format.md).
 The same seed gives the same bytes.
@@ -346,6 +351,160 @@ def parking_day(seed=1, start=DEFAULT_START, hours=24.0):
     return rec
 
 
+# ------------------------------------------------- parking under interference
+
+
+def _sessions(rng, duration_s):
+    """Short sessions in one bay, back to back: (stop_s, leave_s, clear_s, car).
+    Each has its own interference and ends with the empty field moved."""
+    out = []
+    t = rng.uniform(75, 150)  # the first gap also covers the node's calibration
+    while True:
+        approach = rng.uniform(2.0, 5.0)
+        stop = t + approach
+        stay = rng.uniform(60, 300)
+        exit_s = rng.uniform(2.0, 5.0)
+        if stop + stay + exit_s + 30 > duration_s:
+            return out
+        if rng.random() < 0.3:  # a weak signature on one axis
+            axis = rng.randrange(3)
+            field = [0.0, 0.0, 0.0]
+            field[axis] = rng.choice((-1, 1)) * rng.uniform(5.0, 10.0)
+            transient = _random_vector(rng, rng.uniform(2.0, 6.0))
+        else:
+            field = _random_vector(rng, rng.uniform(15.0, 60.0))
+            transient = _random_vector(rng, rng.uniform(5.0, 25.0))
+        car = {"approach": approach, "exit": exit_s, "field": tuple(field), "transient": transient,
+               "offset": _random_vector(rng, rng.uniform(0.0, 6.0)), "dips": []}
+        d = stop - approach
+        while d < stop + stay:  # moments the parked car's deviation drops (about 60 ms each)
+            d += rng.expovariate(1.5)
+            car["dips"].append((d, rng.uniform(0.03, 0.09), rng.uniform(0.0, 0.6)))
+        out.append((stop, stop + stay, stop + stay + exit_s, car))
+        t = stop + stay + exit_s + rng.uniform(45, 150)
+
+
+def _interference(rng, start_s, end_s):
+    """One session's interference: sensor noise, mains hum from nearby
+    cables, vehicles passing in the next lane (in platoons released by a
+    traffic signal) and close by in the aisle (at random), and bursts of
+    electrical noise."""
+    passes = []
+    cycle = rng.uniform(60, 120)
+    strength = math.exp(rng.uniform(math.log(0.5), math.log(4.0)))  # µT, a car 1.5-3 m away
+    t = start_s + rng.uniform(0, cycle)
+    while t < end_s:
+        k = t
+        for _ in range(rng.randint(2, 6)):
+            passes.append((k, rng.uniform(0.4, 2.5), _random_vector(rng, strength * rng.uniform(0.3, 1.0))))
+            k += rng.uniform(1.5, 3.0)
+        t += cycle
+    aisle = rng.uniform(0.0, 60.0)
+    for t in _poisson_times(rng, start_s, end_s, lambda h: aisle):
+        passes.append((t, rng.uniform(0.4, 1.5), _random_vector(rng, rng.uniform(5.0, 20.0))))
+    passes.sort(key=lambda p: p[0])
+    bursts = []
+    burst_rate = rng.uniform(0.0, 12.0)
+    for t in _poisson_times(rng, start_s, end_s, lambda h: burst_rate):
+        bursts.append((t, t + rng.uniform(5, 30), rng.uniform(3.0, 15.0)))
+    return {"start": start_s, "noise": math.exp(rng.uniform(math.log(0.2), math.log(1.5))),
+            "hum": _random_vector(rng, rng.uniform(0.0, 4.0)), "hum_phase": rng.uniform(0, 2 * math.pi),
+            "passes": passes, "pass_starts": [p[0] - 3.0 for p in passes], "bursts": bursts}
+
+
+def _session_field(sessions, t):
+    """The parked (or moving) car's field at t (µT), and the empty field's
+    offset from the site's first one."""
+    offset = [0.0, 0.0, 0.0]
+    for stop, leave, clear, car in sessions:
+        a = stop - car["approach"]
+        if t < a:
+            break
+        o = car["offset"]
+        if t >= clear:
+            offset = [offset[k] + o[k] for k in range(3)]
+            continue
+        if t < stop:
+            p = (t - a) / car["approach"]
+        elif t < leave:
+            p = 1.0
+        else:
+            p = 1.0 - (t - leave) / car["exit"]
+            g = _smooth(1.0 - p)
+            offset = [offset[k] + o[k] * g for k in range(3)]
+        s = _smooth(p)
+        bump = math.sin(math.pi * p) if p < 1.0 else 0.0
+        if p >= 1.0:
+            for d0, dur, keep in car["dips"]:
+                if d0 <= t < d0 + dur:
+                    s = keep
+                    break
+        f, w = car["field"], car["transient"]
+        return [f[k] * s + w[k] * bump for k in range(3)], offset
+    return [0.0, 0.0, 0.0], offset
+
+
+def _interference_at(inter, t, rng):
+    """Interference field (µT) at t, with the measurement noise of one reading."""
+    i = bisect.bisect_right([x["start"] for x in inter], t) - 1
+    s = inter[max(0, i)]
+    hum = math.sin(2 * math.pi * 50.0 * t + s["hum_phase"])
+    v = [s["hum"][k] * hum for k in range(3)]
+    j = bisect.bisect_right(s["pass_starts"], t)
+    for c, dur, vec in s["passes"][max(0, j - 12):j]:
+        g = math.exp(-0.5 * ((t - c) / (dur / 4)) ** 2)
+        for k in range(3):
+            v[k] += vec[k] * g
+    sigma = s["noise"]
+    for a, b, sb in s["bursts"]:
+        if a <= t < b:
+            sigma = math.hypot(sigma, sb)
+    return [v[k] + rng.gauss(0, sigma) for k in range(3)]
+
+
+def parking_interference(seed=4, start=DEFAULT_START, rate_hz=11.0, minutes=20.0, bays=2):
+    """In-ground magnetometer bays under real-world interference, read at
+    `rate_hz`: the same seed gives the same cars and the same field at any
+    rate; only the sampling (and each reading's own noise) differs."""
+    world = random.Random(seed)
+    duration_s = int(minutes * 60)
+    ids = ["bay-%02d" % (11 + i) for i in range(bays)]
+    period_ms = 1000.0 / rate_hz
+    sensors = [{"id": b, "type": "bay_magnetic", "driver": "qmc5883l", "period_s": round(period_ms) / 1000,
+                "lsb_per_ut": QMC_LSB_PER_UT} for b in ids]
+    header = _header("park-demo-2", "esp32-devkitc", start, duration_s, sensors, seed, "parking-interference",
+                     "Synthetic: in-ground magnetometer bays by a signalled street, read at %g Hz; short "
+                     "sessions (one car each), interference of 1-15 uT, weak one-axis cars, parked-car "
+                     "dips, empty fields that move after a departure." % rate_hz)
+    header["generator"]["rate_hz"] = rate_hz
+    rec = _Recording(header)
+    plan = {}
+    for b in ids:
+        sessions = _sessions(world, duration_s)
+        cuts = [0.0] + [clear for _s, _l, clear, _c in sessions]
+        inter = [_interference(world, a, b2) for a, b2 in zip(cuts, cuts[1:] + [duration_s], strict=False)]
+        earth = (world.uniform(18, 24), world.uniform(-4, 4), world.uniform(38, 46))
+        plan[b] = (sessions, inter, earth)
+        rec.add(0, {"truth": b, "occupied": False})
+        for stop, _leave, clear, _car in sessions:
+            rec.add(stop * 1000, {"truth": b, "occupied": True})
+            rec.add(clear * 1000, {"truth": b, "occupied": False})
+    reading = random.Random(seed * 1000003 + int(rate_hz * 1000))
+    n = int(duration_s * rate_hz)
+    for b in ids:
+        sessions, inter, earth = plan[b]
+        for k in range(n):
+            t = (k * period_ms + reading.uniform(-3.0, 3.0)) / 1000.0  # the read loop's jitter
+            if t < 0:
+                t = 0.0
+            car, offset = _session_field(sessions, t)
+            noise = _interference_at(inter, t, reading)
+            ut = [earth[i] + offset[i] + car[i] + noise[i] for i in range(3)]
+            counts = [int(round(v * QMC_LSB_PER_UT)) for v in ut]
+            rec.add(round(t * 1000), {"s": b, "mag": counts})
+    return rec
+
+
 # ---------------------------------------------------------------- street water
 
 
@@ -644,17 +803,27 @@ def street_soak(seed=5, start=DEFAULT_START):
 
 
 SCENARIOS = {"parking-day": parking_day, "flood-event": flood_event, "dry-week": dry_week,
-             "street-faults": street_faults, "street-soak": street_soak}
-DEFAULT_SEEDS = {"parking-day": 1, "flood-event": 2, "dry-week": 3, "street-faults": 4, "street-soak": 5}
+             "parking-interference": parking_interference, "street-faults": street_faults,
+             "street-soak": street_soak}
+DEFAULT_SEEDS = {"parking-day": 1, "flood-event": 2, "dry-week": 3, "parking-interference": 4,
+                 "street-faults": 4, "street-soak": 5}
 
 
-def synth(scenario, path, seed=None, start=DEFAULT_START):
+def synth(scenario, path, seed=None, start=DEFAULT_START, rate_hz=None):
     """Write a synthetic recording of `scenario` to `path`; returns its
-    record count."""
+    record count. `rate_hz` (readings a second, 0.1-50) is for the scenarios
+    whose sampling can change (`parking-interference`)."""
     if scenario not in SCENARIOS:
         raise ValueError("unknown scenario %r (choose from %s)" % (scenario, ", ".join(SCENARIOS)))
     if seed is None:
         seed = DEFAULT_SEEDS[scenario]
-    rec = SCENARIOS[scenario](seed=seed, start=start)
+    if rate_hz is None:
+        rec = SCENARIOS[scenario](seed=seed, start=start)
+    elif scenario != "parking-interference":
+        raise ValueError("scenario %s has a fixed sampling: --rate-hz is for parking-interference" % scenario)
+    elif not 0.1 <= rate_hz <= 50:
+        raise ValueError("--rate-hz must be between 0.1 and 50 readings a second, not %g" % rate_hz)
+    else:
+        rec = parking_interference(seed=seed, start=start, rate_hz=rate_hz)
     rec.write(path)
     return len(rec.records)

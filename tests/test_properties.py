@@ -70,7 +70,8 @@ def test_burst_median_ignores_one_wild_ping(noise, which, wild):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 2999)), min_size=1, max_size=60))
 def test_dwell_never_flips_on_evidence_shorter_than_the_dwell(runs):
-    """Alternating runs of evidence, each shorter than 3 s, never flip."""
+    """Runs of evidence, each shorter than 3 s and each followed by contrary
+    readings for at least as long, never flip."""
     d = Dwell(3000, 3000)
     t = 0
     for want, length in runs:
@@ -79,8 +80,10 @@ def test_dwell_never_flips_on_evidence_shorter_than_the_dwell(runs):
             while t < end:
                 assert not d.update(t, True)
                 t += 100
-        assert not d.update(t, False)
-        t += 100
+        end = t + length + 100
+        while t <= end:
+            assert not d.update(t, False)
+            t += 100
     assert d.state is False
 
 

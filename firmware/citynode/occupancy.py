@@ -11,7 +11,7 @@ Events (dicts with `t`, `kind`, `sensor`) are appended to a shared list.
 """
 
 from citynode import ticks
-from citynode.filters import Dwell, FaultWatch, follow
+from citynode.filters import Dwell, FaultWatch, follow, lowpass, smooth
 from citynode.ranging import BLIND_ZONE, FAULT_NAMES
 
 
@@ -39,14 +39,31 @@ class _Bay:
         self.faults.fault(t, name)
 
     def _decide(self, t, want):
+        """Weigh one reading's evidence; True (and an event) when the state flips."""
         if self.dwell.update(t, want):
-            self.events.append({"t": t, "kind": "occupancy", "sensor": self.sensor,
-                                "state": "occupied" if self.dwell.state else "free"})
+            self._emit(t)
+            return True
+        return False
+
+    def _emit(self, t):
+        self.events.append({"t": t, "kind": "occupancy", "sensor": self.sensor,
+                            "state": "occupied" if self.dwell.state else "free"})
 
     def _dt(self, t):
+        """ms since the last reading: 0 for the first one and for a negative
+        (aliased) difference."""
         dt = 0 if self.last_t is None else ticks.diff(t, self.last_t)
         self.last_t = t
-        return dt
+        return dt if dt > 0 else 0
+
+    def restart(self, t):
+        """After a silence the core cannot bridge: forget every interval-based
+        quantity (evidence, the last tick, a calibration under way) and keep
+        what is still true of the site (the empty reference, the noise, the
+        state). Emits nothing."""
+        self.last_t = None
+        self.dwell.reset(self.dwell.state)
+        self._restart()
 
 
 class UltrasonicBay(_Bay):
@@ -87,6 +104,10 @@ class UltrasonicBay(_Bay):
         self._cal_t = None
         self.dwell.reset()
 
+    def _restart(self):
+        self._cal = []
+        self._cal_t = None
+
     def update(self, t, mm):
         if mm < 0 and mm != BLIND_ZONE:
             self.fault(t, FAULT_NAMES[mm])
@@ -116,27 +137,96 @@ class UltrasonicBay(_Bay):
             self._cal = []
 
 
-_AXIS_LIMIT = 16383
+_RAW_LIMIT = 32767  # a 16-bit magnetometer's range: anything beyond is clamped
+_AXIS_LIMIT = 16383  # |deviation| per axis kept in products: 3 · 16383² < 2**30
 
 
-def _clamped_square(d):
-    if d > _AXIS_LIMIT or d < -_AXIS_LIMIT:
-        return _AXIS_LIMIT * _AXIS_LIMIT
-    return d * d
+def _clamp(v, limit):
+    return limit if v > limit else -limit if v < -limit else v
+
+
+def _raw(v):
+    """A reading as an int within a 16-bit part's range (NaN counts as the low end)."""
+    if -_RAW_LIMIT <= v <= _RAW_LIMIT:
+        return int(v)
+    return _RAW_LIMIT if v > 0 else -_RAW_LIMIT
+
+
+def _dot(a, b):
+    """a·b for vectors of counts clamped to ±_AXIS_LIMIT (< 2**30)."""
+    return _clamp(a[0], _AXIS_LIMIT) * _clamp(b[0], _AXIS_LIMIT) + \
+        _clamp(a[1], _AXIS_LIMIT) * _clamp(b[1], _AXIS_LIMIT) + \
+        _clamp(a[2], _AXIS_LIMIT) * _clamp(b[2], _AXIS_LIMIT)
+
+
+def _diff(a, b):
+    """(a − b) in counts for two Q4 vectors."""
+    return [(a[0] - b[0]) >> 4, (a[1] - b[1]) >> 4, (a[2] - b[2]) >> 4]
+
+
+def _median3(a, b, c):
+    if a > b:
+        a, b = b, a
+    return a if c < a else b if c > b else c
+
+
+def isqrt(n):
+    """⌊√n⌋ for an int n ≥ 0 (0 for n < 0), by Newton's method from above."""
+    if n <= 0:
+        return 0
+    x = 1
+    m = n
+    while m > 3:
+        m >>= 2
+        x <<= 1
+    x <<= 1  # now x > √n: Newton's steps fall monotonically onto ⌊√n⌋
+    while True:
+        y = (x + n // x) >> 1
+        if y >= x:
+            return x
+        x = y
+
+
+def _counts(ut, lsb):
+    c = int(round(ut * lsb))
+    return c if c < _AXIS_LIMIT else _AXIS_LIMIT
 
 
 class MagneticBay(_Bay):
     """A bay watched by a magnetometer in the ground (QMC5883L class).
 
     Works in the sensor's raw counts; `lsb_per_ut` converts the config's µT
-    (default 120: a QMC5883L at ±2 G, 12000 LSB per gauss).
-    The empty-bay field (Q8 per axis) and the noise variance of |B - base|
-    (counts²) are learned over `calibrate_s` (10 s) and then follow drift with
-    `drift_tau_s` (300 s) while the bay is free and quiet. Thresholds on
-    |B - base|: enter at max(3σ, `enter_ut`, default 6 µT), exit at
-    max(1.5σ, `exit_ut`, default 3 µT); the floors keep a car in the next
-    bay (a few µT) from flipping this one. All comparisons are on squared
-    integers: no float, no square root.
+    (default 120: a QMC5883L at ±2 G, 12000 LSB per gauss). Design and
+    sources: docs/detectors-bays.md.
+
+    - Every axis is the median of the last three readings (an isolated
+      reading, such as a parked car's momentary dip, never passes), then a
+      first-order low-pass (`smooth_s`, 0.5 s: about a 1 s window, the
+      same filter at any sample rate) so fast periodic interference does
+      not reach the decisions. A slower copy of it (the *level*, time
+      constant 4 × `smooth_s`) is re-anchored on the smoothed field
+      whenever the two part by more than the exit threshold; while it is
+      not, the field is *steady*.
+    - The empty-bay field (`base`) is the level once the field has been
+      steady for `calibrate_s` (10 s); it then follows drift (`drift_tau_s`)
+      while the bay is free and quiet. The noise is the mean |smoothed −
+      base| while free (clipped at 3 × itself, readings above enter left
+      out: a robust mean absolute deviation over `noise_tau_s`, 30 s);
+      σ = mean / 1.6 for three axes of Gaussian noise.
+    - Thresholds on the vector deviation d = |smoothed − base|: enter at
+      max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
+      floors keep a car in the next bay from flipping this one.
+    - Arrival: evidence is d ≥ enter while steady (or d ≥ 2 × enter),
+      accumulated over `dwell_on_s` by `filters.Dwell`. The first steady
+      level after it is the car's signature.
+    - Departure: evidence is d ≤ exit, or a steady level that is not this
+      car's (more than half of its signature gone, or moved from it by an
+      enter threshold) within `settle_ut` (10 µT) of the old empty field;
+      accumulated over `dwell_off_s`. Freed by the second kind, the bay
+      learns that level as its new empty field. A car that sits still keeps
+      its signature and is never learnt as empty.
+
+    All arithmetic is on ints below 2**30; the state is a few small ints.
     """
 
     def __init__(self, sensor, events, cfg):
@@ -144,76 +234,181 @@ class MagneticBay(_Bay):
         cfg_cal.setdefault("calibrate_s", 10)
         super().__init__(sensor, events, cfg_cal)
         lsb = cfg.get("lsb_per_ut", 120)
-        enter = int(round(cfg.get("enter_ut", 6) * lsb))
-        exit_ = int(round(cfg.get("exit_ut", 3) * lsb))
+        enter = _counts(cfg.get("enter_ut", 4), lsb)
+        exit_ = _counts(cfg.get("exit_ut", 2), lsb)
+        settle = _counts(cfg.get("settle_ut", 10), lsb)
         self.enter_floor2 = enter * enter
         self.exit_floor2 = exit_ * exit_
-        floor_sigma = lsb // 10 + 1
-        self.var_min = floor_sigma * floor_sigma
+        self.settle2 = settle * settle
+        self.smooth_ms = max(1, _ms(cfg, "smooth_s", 0.5))
+        self.noise_ms = max(1, _ms(cfg, "noise_tau_s", 30))
+        self.tau_ms = max(1, self.tau_ms)
+        self.mean_min = (int(lsb) // 10 + 1) << 4  # 0.1 µT, in Q4 counts
         self.recalibrate()
 
     def recalibrate(self):
         self.base = None
-        self.var = self.var_min
-        self._cal = []
-        self._cal_t = None
+        self.mean = self.mean_min
+        self.car = None
+        self.fresh_ms = 0
+        self._slow_ms = 0
+        self.last2 = None
+        self.sm = None
+        self.level = None
+        self.steady_ms = 0
         self.last_dev2 = 0
         self.dwell.reset()
+
+    def _restart(self):
+        self._slow_ms = 0
+        self.sm = None
+        self.last2 = None
+        self.level = None
+        self.steady_ms = 0
 
     @property
     def ready(self):
         """True once the empty-bay field is known and decisions are made."""
         return self.base is not None
 
+    def sigma(self):
+        """The noise σ of the smoothed field, in counts (mean |d| / 1.6)."""
+        return self.mean * 5 >> 7
+
     def thresholds2(self):
         """(enter², exit²) in counts² for the current noise estimate."""
-        v9 = 9 * self.var
-        enter2 = v9 if v9 > self.enter_floor2 else self.enter_floor2
-        exit2 = v9 >> 2
-        if exit2 < self.exit_floor2:
-            exit2 = self.exit_floor2
-        return enter2, exit2
-
-    def dev2(self, x, y, z):
-        """|B - base|² in counts², each axis clamped to keep it a small int."""
-        b = self.base
-        return _clamped_square(x - (b[0] >> 8)) + _clamped_square(y - (b[1] >> 8)) + \
-            _clamped_square(z - (b[2] >> 8))
+        s = self.sigma()
+        s = s if s < _AXIS_LIMIT // 4 else _AXIS_LIMIT // 4
+        e2 = 9 * s * s
+        x2 = 25 * s * s >> 2
+        return (e2 if e2 > self.enter_floor2 else self.enter_floor2,
+                x2 if x2 > self.exit_floor2 else self.exit_floor2)
 
     def update(self, t, x, y, z):
         self.faults.ok(t)
         dt = self._dt(t)
-        if self.base is None:
-            self._calibrate(t, x, y, z)
-            return
-        d2 = self.dev2(x, y, z)
-        self.last_dev2 = d2
-        enter2, exit2 = self.thresholds2()
-        want = d2 > exit2 if self.dwell.state else d2 >= enter2
-        self._decide(t, want)
-        if not self.dwell.state and d2 < exit2:
-            b = self.base
-            b[0] = follow(b[0], x << 8, dt, self.tau_ms)
-            b[1] = follow(b[1], y << 8, dt, self.tau_ms)
-            b[2] = follow(b[2], z << 8, dt, self.tau_ms)
-            v = follow(self.var, d2, dt, self.tau_ms)
-            self.var = v if v > self.var_min else self.var_min
-
-    def _calibrate(self, t, x, y, z):
-        if self._cal_t is None:
-            self._cal_t = t
-        self._cal.append((x, y, z))
-        n = len(self._cal)
-        if ticks.diff(t, self._cal_t) < self.cal_ms or n < 3:
-            return
-        base = [0, 0, 0]
-        for s in self._cal:
+        raw = [_raw(x), _raw(y), _raw(z)]
+        sm = self.sm
+        if sm is None:
+            self.last2 = [raw, raw]
+            self.sm = sm = [raw[0] << 4, raw[1] << 4, raw[2] << 4]
+            self.level = list(sm)
+        else:
+            a, b = self.last2
+            self.last2 = [b, raw]
             for i in range(3):
-                base[i] += s[i]
-        self.base = [(base[i] << 8) // n for i in range(3)]
-        var = 0
-        for s in self._cal:
-            var += self.dev2(s[0], s[1], s[2])
-        var //= n
-        self.var = var if var > self.var_min else self.var_min
-        self._cal = []
+                sm[i] = lowpass(sm[i], _median3(a[i], b[i], raw[i]) << 4, dt, self.smooth_ms)
+        enter2, exit2 = self.thresholds2()
+        level = self.level
+        moved = _diff(sm, level)
+        moved2 = _dot(moved, moved)
+        if moved2 > exit2:
+            self.level = level = list(sm)
+            self.steady_ms = 0
+            steady = False
+        else:
+            for i in range(3):
+                level[i] = lowpass(level[i], sm[i], dt, 4 * self.smooth_ms)
+            steady = True
+            if self.steady_ms < self.tau_ms + self.cal_ms:
+                self.steady_ms += dt
+        if self.base is None:
+            self._calibrate(dt, moved)
+            return
+        d = _diff(sm, self.base)
+        d2 = _dot(d, d)
+        self.last_dev2 = d2
+        if not self.dwell.state:
+            # a car rolling in is not steady yet, but it moves the field one
+            # way: far beyond enter and moving by less than a quarter of that counts
+            rolling = d2 >= enter2 << 2 and moved2 << 4 < d2
+            if self._decide(t, d2 >= enter2 and (steady or rolling)):
+                self.car = None  # the car's signature: its first steady level
+                return
+            self._learn(dt, d2, enter2, exit2)
+        else:
+            r = _diff(level, self.base)
+            gone = steady and self.car is not None and self._gone(r)
+            if self._decide(t, d2 > exit2 and not gone):
+                self.fresh_ms = self.cal_ms  # gone: learn the empty field anew
+                if gone:
+                    self.base = list(level)
+            elif self.steady_ms >= self.dwell.off_ms:
+                self._track(r, dt)
+
+    def _learn(self, dt, d2, enter2, exit2):
+        """While free. For `calibrate_s` after a departure the empty field
+        settles onto the field wherever it goes within `settle_ut` (the car
+        has just gone: what is left is the empty bay). Otherwise: the noise
+        from a deviation below the enter threshold (clipped at 3 × the mean,
+        so bursts barely move it) and, when quiet, drift of the empty field;
+        a reading above enter (a car arriving or a burst) teaches nothing.
+        The slow filters step at most once a second (with the time since
+        their last step), so their integer steps do not vanish at fast
+        sampling."""
+        b = self.base
+        sm = self.sm
+        if self.fresh_ms > 0:
+            self.fresh_ms -= dt
+            if d2 <= self.settle2:
+                for i in range(3):
+                    b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
+            return
+        if d2 >= enter2:
+            return
+        self._slow_ms += dt
+        if self._slow_ms < 1000:
+            return
+        dt = self._slow_ms
+        self._slow_ms = 0
+        m = isqrt(d2) << 4
+        cap = 3 * self.mean
+        m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
+        self.mean = m if m > self.mean_min else self.mean_min
+        if d2 < exit2:
+            for i in range(3):
+                b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
+
+    def _gone(self, r):
+        """True if the steady level `r` (counts from the empty field) is not
+        this car's: more than half of its signature has gone (or the field
+        has moved from it by an enter threshold), and what is left is an
+        offset an empty bay can show (`settle_ut`)."""
+        car = self.car
+        if _dot(r, r) > self.settle2:
+            return False
+        cc = _dot(car, car)
+        moved = [r[0] - car[0], r[1] - car[1], r[2] - car[2]]
+        return _dot(r, car) < cc >> 1 or _dot(moved, moved) >= self.thresholds2()[0]
+
+    def _track(self, r, dt):
+        """Steady while occupied: the first steady level is the car's
+        signature; a car that finished rolling in shows a stronger one (by
+        more than the field's steady tolerance: noise does not ratchet it up);
+        one that sits still only drifts slowly. Another vehicle's field (not
+        this car's, and too far from the empty field for a departure)
+        becomes the signature to judge its departure by."""
+        car = self.car
+        if car is None:
+            self.car = r
+            return
+        moved = [r[0] - car[0], r[1] - car[1], r[2] - car[2]]
+        if _dot(r, r) > _dot(car, car) and _dot(r, car) > 0 and _dot(moved, moved) > self.thresholds2()[1]:
+            self.car = r
+        elif self._gone(r):
+            return
+        elif _dot(r, car) >= _dot(car, car) >> 1:
+            for i in range(3):
+                car[i] = smooth(car[i] << 4, r[i] << 4, dt, self.tau_ms) >> 4
+        else:
+            self.car = r
+
+    def _calibrate(self, dt, moved):
+        """Until the field has been steady for `calibrate_s`: that level is
+        the empty field; the noise starts from how far the smoothed field
+        strays from it."""
+        m = isqrt(_dot(moved, moved)) << 4
+        m = smooth(self.mean, m, dt, self.cal_ms // 4 + 1)
+        self.mean = m if m > self.mean_min else self.mean_min
+        if self.steady_ms >= self.cal_ms:
+            self.base = list(self.level)

@@ -125,34 +125,49 @@ def mag_bay(**cfg):
     return MagneticBay("bay-3", events, c), events
 
 
-def noise(i):
-    """A deterministic ±0.2 µT-ish wobble (no random module needed)."""
-    return ((i * 7919) % 49) - 24
+def noise(i, spread=24):
+    """A deterministic wobble of ±`spread` counts (no random module needed)."""
+    return ((i * 7919) % (2 * spread + 1)) - spread
 
 
-def feed_field(bay, seconds, extra=(0, 0, 0), start_s=0, period_ms=1000):
+def feed_field(bay, seconds, extra=(0, 0, 0), start_s=0, period_ms=1000, spread=24, dip_every=0):
+    """Feed the empty field plus `extra` (counts) for `seconds`, one reading per
+    `period_ms`; every `dip_every`-th reading drops back to the empty field
+    (a parked car's momentary dip). Returns the end time in seconds."""
     t = start_s * 1000
-    n = seconds * 1000 // period_ms
-    for i in range(n):
-        w = noise(i + start_s)
-        bay.update(t, EARTH[0] + extra[0] + w, EARTH[1] + extra[1] - w, EARTH[2] + extra[2] + w // 2)
+    end = t + seconds * 1000
+    i = 0
+    while t < end:
+        w = noise(i + t // 100, spread)
+        e = (0, 0, 0) if dip_every and i % dip_every == dip_every - 1 else extra
+        bay.update(t, EARTH[0] + e[0] + w, EARTH[1] + e[1] - w, EARTH[2] + e[2] + w // 2)
         t += period_ms
-    return t // 1000
+        i += 1
+    return end // 1000
+
+
+def occupancy_times(events):
+    return [(e["t"], e["state"]) for e in events if e["kind"] == "occupancy"]
+
+
+CAR = (1800, -600, 2400)  # ≈ 25 µT
 
 
 def test_magnetometer_calibrates_on_the_empty_bay():
     bay, events = mag_bay()
-    feed_field(bay, 12)
-    assert bay.base is not None
-    assert abs((bay.base[0] >> 8) - EARTH[0]) <= 24  # the wobble is within ±24 counts
+    feed_field(bay, 8)
+    assert not bay.ready  # the field must have been steady for calibrate_s (10 s)
+    feed_field(bay, 4, start_s=8)
+    assert bay.ready
+    assert abs((bay.base[0] >> 4) - EARTH[0]) <= 24  # the wobble is within ±24 counts
     assert states(events) == []
 
 
 def test_a_car_over_the_magnetometer_occupies_the_bay_and_leaving_frees_it():
     bay, events = mag_bay()
     s = feed_field(bay, 30)
-    s = feed_field(bay, 60, (1800, -600, 2400), s)  # ≈ 25 µT
-    s = feed_field(bay, 30, (0, 0, 0), s)
+    s = feed_field(bay, 60, CAR, s)
+    feed_field(bay, 30, (0, 0, 0), s)
     assert states(events) == ["occupied", "free"]
 
 
@@ -166,42 +181,127 @@ def test_a_car_in_the_next_bay_does_not_flip_this_one():
 
 def test_a_car_passing_for_two_seconds_does_not_flip_the_bay():
     bay, events = mag_bay()
-    s = feed_field(bay, 30)
-    s = feed_field(bay, 2, (1200, 0, 1200), s)
-    feed_field(bay, 30, (0, 0, 0), s)
+    s = feed_field(bay, 30, period_ms=100)
+    s = feed_field(bay, 2, (1200, 0, 1200), s, period_ms=100)
+    feed_field(bay, 30, (0, 0, 0), s, period_ms=100)
     assert states(events) == []
 
 
 def test_thresholds_never_fall_below_their_floors():
     bay, events = mag_bay(enter_ut=6, exit_ut=3)
-    feed_field(bay, 12)
+    feed_field(bay, 60)
     enter2, exit2 = bay.thresholds2()
     assert enter2 == (6 * LSB) ** 2
     assert exit2 == (3 * LSB) ** 2
 
 
-def test_noisy_sensor_raises_the_thresholds_to_3_and_1_5_sigma():
-    bay, events = mag_bay(enter_ut=0.1, exit_ut=0.1)
-    feed_field(bay, 12)
-    enter2, exit2 = bay.thresholds2()
-    assert enter2 == 9 * bay.var
-    assert exit2 == 9 * bay.var // 4
+def test_thresholds_follow_the_measured_noise_of_the_smoothed_field():
+    quiet, _ = mag_bay()
+    noisy, events = mag_bay()
+    feed_field(quiet, 120, spread=24)
+    feed_field(noisy, 300, spread=2400)  # ±20 µT of interference, read at 1 Hz
+    assert quiet.thresholds2() == (quiet.enter_floor2, quiet.exit_floor2)
+    s = noisy.sigma()
+    enter2, exit2 = noisy.thresholds2()
+    assert enter2 == 9 * s * s > noisy.enter_floor2  # 3σ, above the 4 µT floor
+    assert exit2 == 25 * s * s >> 2
+    assert states(events) == []  # and the interference alone never occupies the bay
 
 
-def test_the_baseline_tracks_temperature_drift_while_free():
-    bay, events = mag_bay(drift_tau_s=300)
-    s = feed_field(bay, 30)
-    for step in range(1, 11):  # 1 µT per axis more each 10 minutes
-        s = feed_field(bay, 600, (step * 12, step * 12, step * 12), s)
-    assert abs((bay.base[0] >> 8) - (EARTH[0] + 120)) <= 8
-    assert states(events) == []
-
-
-def test_the_magnetometer_dwell_is_in_seconds():
+def test_a_weak_car_on_one_axis_is_seen_at_a_quiet_site():
     bay, events = mag_bay()
-    s = feed_field(bay, 30, period_ms=100)
-    feed_field(bay, 10, (1800, 0, 1800), s, period_ms=100)
-    assert events[0]["t"] == 33000
+    s = feed_field(bay, 30)
+    s = feed_field(bay, 120, (0, 0, 720), s)  # 6 µT, z only
+    feed_field(bay, 30, (0, 0, 0), s)
+    assert states(events) == ["occupied", "free"]
+
+
+def test_single_reading_dips_of_a_parked_car_do_not_matter_at_any_rate():
+    for period in (91, 1000):
+        plain, ev_plain = mag_bay()
+        dipping, ev_dip = mag_bay()
+        for bay, dip in ((plain, 0), (dipping, 4)):
+            s = feed_field(bay, 30, period_ms=period)
+            s = feed_field(bay, 120, (0, 0, 960), s, period_ms=period, dip_every=dip)  # 8 µT, dips to 0
+            feed_field(bay, 30, (0, 0, 0), s, period_ms=period)
+        assert states(ev_dip) == states(ev_plain) == ["occupied", "free"], period
+        a, b = occupancy_times(ev_dip), occupancy_times(ev_plain)
+        for i in range(2):
+            assert abs(a[i][0] - b[i][0]) <= period, period
+
+
+def test_the_same_car_is_decided_within_one_window_at_1_hz_and_at_11_hz():
+    slow, ev_slow = mag_bay()
+    fast, ev_fast = mag_bay()
+    for bay, period in ((slow, 1000), (fast, 91)):
+        s = feed_field(bay, 30, period_ms=period)
+        s = feed_field(bay, 60, CAR, s, period_ms=period)
+        feed_field(bay, 30, (0, 0, 0), s, period_ms=period)
+    assert states(ev_slow) == states(ev_fast) == ["occupied", "free"]
+    a, b = occupancy_times(ev_slow), occupancy_times(ev_fast)
+    for i in range(2):
+        assert abs(a[i][0] - b[i][0]) <= 1000 + 1000  # one smoothing window plus one reading at 1 Hz
+    assert 30000 + 3000 <= occupancy_times(ev_fast)[0][0] <= 30000 + 4000  # dwell_on_s after the car
+
+
+def test_a_departure_is_seen_when_the_field_settles_away_from_the_old_empty_field():
+    bay, events = mag_bay()
+    s = feed_field(bay, 30)
+    s = feed_field(bay, 120, CAR, s)
+    offset = (-480, 360, 300)  # the empty field comes back ≈ 6.7 µT away
+    s = feed_field(bay, 60, offset, s)
+    assert occupancy_times(events)[1] == (30 + 120 + 4) * 1000 - 0 or \
+        (30 + 120) * 1000 < occupancy_times(events)[1][0] <= (30 + 120 + 6) * 1000
+    assert states(events) == ["occupied", "free"]
+    d = bay.last_dev2
+    assert d < bay.exit_floor2  # the new empty field was learnt
+    feed_field(bay, 60, (offset[0] + CAR[0], offset[1] + CAR[1], offset[2] + CAR[2]), s)
+    assert states(events) == ["occupied", "free", "occupied"]  # and the next car is seen against it
+
+
+def test_a_parked_car_that_sits_still_is_never_learnt_as_empty():
+    bay, events = mag_bay()
+    s = feed_field(bay, 30)
+    for step in range(24):  # 4 hours, its field drifting by 0.3 µT every 10 minutes
+        s = feed_field(bay, 600, (720 + 36 * step, 0, 36 * step), s)
+    assert states(events) == ["occupied"]
+    assert bay.occupied
+
+
+def test_restart_forgets_evidence_but_keeps_the_site():
+    bay, events = mag_bay()
+    s = feed_field(bay, 30)
+    base = list(bay.base)
+    s = feed_field(bay, 2, CAR, s)
+    bay.restart(s * 1000)
+    assert events == [] and bay.base == base and not bay.occupied
+    s = feed_field(bay, 2, CAR, s)
+    assert states(events) == []  # 2 s + 2 s of evidence split by the restart: not enough
+    feed_field(bay, 5, CAR, s)
+    assert states(events) == ["occupied"]
+    bay.restart(0)
+    assert bay.occupied and bay.base is not None and events[1:] == []
+
+
+def test_ultrasonic_restart_keeps_the_floor_and_forgets_the_dwell():
+    bay, events = us_bay()
+    t = feed(bay, [FLOOR] * 5 + [1150] * 2)
+    bay.restart(t)
+    t = feed(bay, [1150] * 3, t)
+    assert states(events) == [] and bay.empty_mm == FLOOR
+    feed(bay, [1150] * 2, t)
+    assert states(events) == ["occupied"]
+
+
+def test_long_gaps_and_backward_ticks_neither_raise_nor_freeze():
+    bay, events = mag_bay()
+    s = feed_field(bay, 30)
+    for t in (s * 1000 - 5000, (1 << 30) - 1, 3, 1 << 29, -(1 << 31), 1 << 31):  # aliased, wrapped, absurd
+        bay.update(t, EARTH[0], EARTH[1], EARTH[2])
+    assert states(events) == []
+    s = feed_field(bay, 30, (0, 0, 0), 100000)
+    s = feed_field(bay, 30, CAR, s)
+    assert states(events) == ["occupied"]
 
 
 def test_a_magnetometer_that_stops_answering_raises_a_fault():
@@ -218,8 +318,17 @@ def test_a_magnetometer_that_stops_answering_raises_a_fault():
 def test_magnetometer_recalibrate_forgets_the_baseline():
     bay, events = mag_bay()
     s = feed_field(bay, 30)
-    s = feed_field(bay, 30, (1800, 0, 1800), s)
+    s = feed_field(bay, 30, CAR, s)
     bay.recalibrate()
     assert bay.base is None and not bay.occupied
     feed_field(bay, 12, (0, 0, 0), s)
     assert bay.base is not None
+
+
+def test_the_baseline_tracks_temperature_drift_while_free():
+    bay, events = mag_bay(drift_tau_s=300)
+    s = feed_field(bay, 30)
+    for step in range(1, 11):  # 1 µT per axis more each 10 minutes
+        s = feed_field(bay, 600, (step * 12, step * 12, step * 12), s)
+    assert abs((bay.base[0] >> 4) - (EARTH[0] + 120)) <= 30  # within 0.25 µT
+    assert states(events) == []
