@@ -373,6 +373,8 @@ def test_a_failing_bme280_never_becomes_the_air_and_the_level_holds():
         core.feed("env", t, air_at(15.0 + (t // 60000) % 3 * 0.1))
         t += 60000
     good = core.air
+    assert out.events() == []
+    del out.messages[:]  # the history's env messages: kept, they fill an ESP32-sized heap
     for i in range(6):
         dry(core, t + i * 60000)
     dead_then_garbage(core, t, 24 * 60)
