@@ -24,6 +24,7 @@ from host_tools.mosquitto import HOST, Broker
 from tests.paho_subscriber import Subscriber, publish, unique
 from tests.test_schemas import StrictValidator, load_schema
 
+UNIX_2000 = 946684800
 US_PER_MM = 5.83  # round trip at about 343 m/s
 EMPTY_MM = 1500
 CAR_MM = 400
@@ -59,7 +60,8 @@ def car_after(triggers):
 def run_node(cfg, board, samples):
     from citynode.hal_esp32 import BoardHal
 
-    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime,
+                   time_ns=board.time_ns)
     node = Node(cfg, hal)
     done = node.run(max_samples=samples)
     node.client.disconnect()
@@ -156,7 +158,8 @@ def test_a_miswired_i2c_bus_answers_nothing(tmp_path):
     board.attach(bme280.ADDRESS, bme280.BME280Device())
     from citynode.hal_esp32 import BoardHal
 
-    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+    hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime,
+                   time_ns=board.time_ns)
     assert hal.parts["env"].sample() == {"fault": "no_answer"}
 
 
@@ -186,14 +189,18 @@ def test_duty_cycle_sleeps_between_readings_and_wakes_where_it_was(broker, tmp_p
            "hal": dict(hal, wdt_s=5), "outbox_dir": str(tmp_path / "outbox"),
            "settings": str(tmp_path / "settings.json"), "health_s": 5}
     check_config(cfg)
-    board = EmulatedBoard(i2c_pins=hal["i2c"])
+    # the RTC lost its time with the power: NTP sets it at the first boot, a
+    # step of 26 years the ticks leave out, before and after every sleep
+    board = EmulatedBoard(i2c_pins=hal["i2c"], rtc_behind_s=int(time.time()) - UNIX_2000)
+    t0 = time.time()
     # the water rises 40 mm per burst of 3 pings (a flash flood: a high max_rise_mm_min)
     board.add_ranger(5, 18, lambda i: int((3500 - min(400, 40 * (i // 3))) * US_PER_MM))
     board.attach(bme280.ADDRESS, bme280.BME280Device())
     sleeps, kept = [], []
     with Subscriber(broker.port, prefix) as sub:
         while len(sleeps) < 8:
-            hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime)
+            hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime,
+                           time_ns=board.time_ns)
             node = Node(cfg, hal)
             with pytest.raises(DeepSleep) as slept:
                 node.run()
@@ -210,6 +217,44 @@ def test_duty_cycle_sleeps_between_readings_and_wakes_where_it_was(broker, tmp_p
     levels = [p["level_mm"] for s, p, _d in msgs if s == "water"]
     assert levels == sorted(levels) and levels[-1] >= 300
     assert [h["reset"] for s, h, _d in msgs if s == "health"][-1] == "deepsleep"
+    assert not [p for s, p, _d in msgs if s == "event" and p["kind"] == "gap"]
+    assert all(t0 - 2 <= p["ts"] <= time.time() + 1 for _s, p, _d in msgs)
     assert sub.status().count(b"offline") >= 8  # a clean goodbye before each sleep
     assert all(0 < k <= 2048 for k in kept)  # the state fitted RTC memory
     assert all(700 - 400 <= ms <= 2000 - 300 for ms in sleeps), sleeps
+
+
+def test_a_clock_set_after_boot_moves_no_tick_and_stamps_the_next_payload(broker, tmp_path, monkeypatch):
+    """No NTP at boot (the RTC reads 2000-01-01 after the power cut): the
+    node runs on the RTC's time, tries again every NTP_RETRY_MS, and the
+    step of 26 years that NTP then makes moves no tick (no silence, no
+    restart, the car's dwell goes on) while every later payload carries
+    the right time."""
+    from citynode import hal_esp32
+
+    monkeypatch.setattr(hal_esp32, "NTP_RETRY_MS", 300)
+    site = unique("ntp")
+    cfg = config(broker.port, site, tmp_path)
+    board = EmulatedBoard(i2c_pins=cfg["hal"]["i2c"], join_after=1, rtc_behind_s=int(time.time()) - UNIX_2000)
+    board.ntp_fails = True
+
+    def echoes(i):
+        if i == 30:  # the time server answers from the tenth burst on
+            board.ntp_fails = False
+        return int((EMPTY_MM if i < 33 else CAR_MM) * US_PER_MM)
+
+    board.add_ranger(5, 18, echoes)
+    board.attach(bme280.ADDRESS, bme280.BME280Device())
+    t0 = time.time()
+    with Subscriber(broker.port, "citynode/%s/bench-1/" % site) as sub:
+        done, hal = run_node(cfg, board, 40)
+        assert sub.wait(lambda: sub.first_seen() >= done["seq"])
+    msgs = sub.data()
+    assert hal.synced and len(board.ntp_syncs) == 1
+    ts = [p["ts"] for _s, p, _d in msgs]
+    early = [x for x in ts if x < UNIX_2000 + 3600]
+    assert early and ts[:len(early)] == early  # the RTC's time first, then only the right one
+    assert all(t0 - 2 <= x <= time.time() + 1 for x in ts[len(early):])
+    events = [p for s, p, _d in msgs if s == "event"]
+    assert [(e["kind"], e.get("state")) for e in events] == [("occupancy", "occupied")]
+    assert t0 - 2 <= events[0]["ts"]

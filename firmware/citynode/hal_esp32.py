@@ -11,11 +11,17 @@ The same interface as the simulated layer (citynode.hal_sim): `clock()`,
 `reboot()`, `close()`; `first_due()`, `save_state()`, `load_state()` and `sleep(ms)` add
 deep sleep for the duty-cycled profile.
 
-Time. The core's ticks are the RTC's milliseconds, wrapped at 2**30: the
-RTC keeps counting through deep sleep, so ticks kept across a sleep stay
-valid. The RTC is set from NTP at boot (and every `NTP_EVERY_S` while the
-network is up); until then ticks still run, and payloads carry the RTC's
-own idea of the epoch. Waiting uses the board's `time.ticks_ms` (citynode.ticks).
+Time. The core's ticks are the RTC's milliseconds less every step NTP has
+made it take, wrapped at 2**30: the RTC keeps counting through deep sleep,
+so ticks kept across a sleep stay valid, and setting the clock moves no
+tick (the core would take a jump for a silence). The RTC is set from NTP at
+boot, again every `NTP_EVERY_S`, and every `NTP_RETRY_MS` while it has never
+been set (no network at boot); until then ticks still run and payloads
+carry the RTC's own idea of the epoch (2000-01-01 after a power cut). Each
+step NTP makes re-anchors the clock (`clock()`, the one the core stamps
+payloads with) in place, so the next payload carries the right time. The
+steps are kept through deep sleep with the state. Waiting uses the board's
+`time.ticks_ms` (citynode.ticks).
 
 Bounds. The watchdog is started first, with `hal.wdt_s`; `service()`
 feeds it and every wait in here is cut into slices that do too, so the
@@ -24,8 +30,8 @@ node resets only if its loop really stops. Joining Wi-Fi waits at most
 every `NET_CHECK_MS` without waiting. A part that does not answer at boot
 is retried at each reading and gives `{"fault": "no_answer"}` meanwhile.
 
-`machine`, `network` and `ntptime` are the board's modules unless given:
-the desk passes emulated ones (host_tools.emulators.board).
+`machine`, `network`, `ntptime` and `time_ns` (the RTC) are the board's
+unless given: the desk passes emulated ones (host_tools.emulators.board).
 """
 
 import os
@@ -37,6 +43,7 @@ from citynode.ranging import RANGERS
 NET_WAIT_MS = 15000  # at boot: longest wait for Wi-Fi or Ethernet
 NET_CHECK_MS = 10000  # then: how often the link is checked
 NTP_EVERY_S = 6 * 3600
+NTP_RETRY_MS = 60000  # while the clock was never set
 _SLICE_MS = 100  # longest sleep between two watchdog feeds in a wait here
 _UART_BAUD = 9600  # A02YYUW
 _MAX_WAIT_MS = 3600 * 1000  # a due time further away than this is a clock jump: read now
@@ -69,10 +76,13 @@ class _Part:
 
 
 class BoardHal:
-    def __init__(self, cfg, machine=None, network=None, ntptime=None):
+    def __init__(self, cfg, machine=None, network=None, ntptime=None, time_ns=None):
         if machine is None:
             import machine
         self.machine = machine
+        self._rtc_ns = time.time_ns if time_ns is None else time_ns
+        self._step_ms = 0  # how far NTP has set the RTC, all told: ticks leave it out
+        self._clock = None
         self._network = network
         self._ntptime = ntptime
         hal = cfg["hal"]
@@ -171,7 +181,11 @@ class BoardHal:
         return self.wlan.isconnected()
 
     def _sync_time(self):
-        """Set the RTC from NTP (one bounded UDP exchange); False if it failed."""
+        """Set the RTC from NTP (one bounded UDP exchange); False if it
+        failed. The step it made is left out of the ticks and re-anchors the
+        clock. The next attempt: in NTP_EVERY_S, or NTP_RETRY_MS while the
+        clock was never set."""
+        self._next_ntp = ticks.add(ticks.now_ms(), NTP_EVERY_S * 1000 if self.synced else NTP_RETRY_MS)
         if self.wlan is None or not self.wlan.isconnected():
             return False
         if self._ntptime is None:
@@ -180,13 +194,26 @@ class BoardHal:
             self._ntptime = ntptime
         self._ntptime.host = self.ntp_host
         self._ntptime.timeout = 1
+        before = self._rtc_ms()
+        t0 = ticks.now_ms()
         try:
             self._ntptime.settime()
         except (OSError, OverflowError):
             return False
+        self._step_ms += self._rtc_ms() - before - ticks.diff(ticks.now_ms(), t0)
+        self._anchor()
         self.synced = True
         self._next_ntp = ticks.add(ticks.now_ms(), NTP_EVERY_S * 1000)
         return True
+
+    def _rtc_ms(self):
+        return self._rtc_ns() // 1000000
+
+    def _anchor(self):
+        """Anchor the clock at the start of the RTC's current second."""
+        if self._clock is not None:
+            s = self._rtc_ns() // 1000000000
+            self._clock.anchor(s + _epoch_offset(), (s * 1000 - self._step_ms) & ticks.MASK)
 
     def reset_cause(self):
         """"power", "soft", "hard", "watchdog", "deepsleep" or "unknown"."""
@@ -209,14 +236,15 @@ class BoardHal:
     # ---- the interface
 
     def now(self):
-        """The core's tick now: RTC milliseconds, wrapped at 2**30."""
-        return (time.time_ns() // 1000000) & ticks.MASK
+        """The core's tick now: RTC milliseconds less NTP's steps, wrapped at 2**30."""
+        return (self._rtc_ms() - self._step_ms) & ticks.MASK
 
     def clock(self):
-        """The core's clock: epoch seconds for ticks, from the RTC,
-        anchored at the start of the current second."""
-        s = time.time_ns() // 1000000000
-        return ticks.Clock(s + _epoch_offset(), (s * 1000) & ticks.MASK)
+        """The core's clock: epoch seconds for ticks, from the RTC, anchored
+        at the start of the current second and again at every NTP step."""
+        self._clock = ticks.Clock(0, 0)
+        self._anchor()
+        return self._clock
 
     def first_due(self, due_at):
         """(sensor, ms until it is due) of the first sensor to read: one
@@ -254,12 +282,14 @@ class BoardHal:
             if not self.wlan.isconnected():
                 self._join(0)
         if ticks.diff(now, self._next_ntp) >= 0:
-            self._next_ntp = ticks.add(now, NTP_EVERY_S * 1000)
             self._sync_time()
 
     def save_state(self, data):
-        """Keep `data` (bytes) through deep sleep: in RTC memory when it fits,
-        else in a flash file (RTC memory then says so). Empty: forget it."""
+        """Keep `data` (bytes) through deep sleep, after a line with NTP's
+        steps (the ticks in `data` leave them out): in RTC memory when it
+        fits, else in a flash file (RTC memory then says so). Empty: forget it."""
+        if data:
+            data = b"%d\n" % self._step_ms + data
         rtc = self.machine.RTC()
         if len(data) <= RTC_BYTES:
             rtc.memory(data)
@@ -271,15 +301,24 @@ class BoardHal:
         rtc.memory(_IN_FLASH)
 
     def load_state(self):
-        """What `save_state` kept, or None."""
+        """What `save_state` kept, or None; NTP's steps kept with it apply
+        again (and re-anchor the clock)."""
         data = self.machine.RTC().memory()
         if data == _IN_FLASH:
             try:
                 with open(STATE_PATH, "rb") as f:
-                    return f.read()
+                    data = f.read()
             except OSError:
                 return None
-        return data or None
+        if not data:
+            return None
+        line, _, data = data.partition(b"\n")
+        try:
+            self._step_ms += int(line)  # with the steps this boot made
+        except ValueError:
+            return None
+        self._anchor()
+        return data
 
     def sleep(self, ms):
         """Deep sleep for `ms`: the board resets on waking (main.py runs again)."""

@@ -56,6 +56,10 @@ class Clock:
     """
 
     def __init__(self, epoch_s, t):
+        self.anchor(epoch_s, t)
+
+    def anchor(self, epoch_s, t):
+        """From now on, tick `t` is the start of UTC second `epoch_s`."""
         self._s = epoch_s
         self._ms = 0
         self._t = t

@@ -21,13 +21,18 @@ What is emulated, and how far:
   `DeepSleep` / `Reset` so the test decides what waking up means.
 - network: a station interface that joins after `join_after` checks (and
   only the configured `ssid`), with an RSSI; Ethernet (`network.LAN`) is up
-  at once. ntptime: `settime()` counts syncs (the host clock is the RTC),
-  or fails with ETIMEDOUT while `ntp_fails`.
+  at once. ntptime: `settime()` counts syncs and sets the RTC, or fails
+  with ETIMEDOUT while `ntp_fails`.
+- The RTC (`time_ns`, which the layer takes as `time.time_ns`): the host's
+  clock, `rtc_behind_s` behind until NTP sets it (an RTC that lost its
+  time starts at 2000-01-01).
 The radio, the ROM and real timing cannot run here; everything above is
 what the firmware can observe of them.
 
 MicroPython-compatible.
 """
+
+import time
 
 from citynode import ticks
 from host_tools.emulators.echo import EchoSource, time_pulse_us
@@ -243,11 +248,12 @@ class _NTP:
         if self._b.ntp_fails:
             raise OSError(110)
         self._b.ntp_syncs.append(self.host)
+        self._b.rtc_behind_ms = 0
 
 
 class EmulatedBoard:
     def __init__(self, i2c_pins=None, uart_pins=None, ssid="city-iot", join_after=2, rssi=-61,
-                 cause=PWRON_RESET):
+                 cause=PWRON_RESET, rtc_behind_s=0):
         self.i2c_pins = i2c_pins or {"id": 0, "sda": 21, "scl": 22}
         self.uart_pins = uart_pins
         self.i2c = I2CBus()
@@ -262,12 +268,17 @@ class EmulatedBoard:
         self.lan_args = None
         self.ntp_fails = False
         self.ntp_syncs = []
+        self.rtc_behind_ms = rtc_behind_s * 1000
         self.cause = cause
         self.rtc_memory = b""
         self.wdt = None
         self.machine = _Machine(self)
         self.network = _Network(self)
         self.ntptime = _NTP(self)
+
+    def time_ns(self):
+        """The RTC now, in ns."""
+        return time.time_ns() - self.rtc_behind_ms * 1000000
 
     def add_ranger(self, trig, echo, echoes):
         """An HC-SR04 on `trig`/`echo`; `echoes` as EchoSource takes them."""
