@@ -588,8 +588,10 @@ class VirtualBoard:
     def _ctrl_c_verdict(self):
         """What a Ctrl-C from the host becomes: "forward" (the interpreter
         waits at a prompt, or reads Ctrl-C as data), "signal" (it runs code
-        and has its handler in place), "drop" (a SIGINT is still being
-        handled: a second one would kill the unix port) or "wait"."""
+        and has its handler in place), "drop" (no interpreter to take it) or
+        "wait" (judged again on the next turn: while a SIGINT is still being
+        handled, since a second one would kill the unix port; a Ctrl-C is
+        never lost, as none is on a board)."""
         child = self._child
         if child is None or child.poll() is not None:
             return "drop"
@@ -611,7 +613,7 @@ class VirtualBoard:
         if lflag == 0 and not caught:
             return "forward"
         if caught or caught is None:
-            return "drop" if now - self._last_sigint < _CTRL_C_REPEAT else "signal"
+            return "wait" if now - self._last_sigint < _CTRL_C_REPEAT else "signal"
         # Running without a handler: between two states, or the program
         # turned Ctrl-C into data (micropython.kbd_intr(-1)).
         return "forward" if now - self._ctrl_c_since >= _CTRL_C_GRACE else "wait"
