@@ -205,14 +205,15 @@ class MagneticBay(_Bay):
       same filter at any sample rate) so fast periodic interference does
       not reach the decisions. A slower copy of it (the *level*, time
       constant 4 × `smooth_s`) is re-anchored on the smoothed field
-      whenever the two part by more than the exit threshold; while it is
-      not, the field is *steady*.
+      whenever the two part by more than 3σ; while it is not, the field is
+      *steady*.
     - The empty-bay field (`base`) is the level once the field has been
       steady for `calibrate_s` (10 s); it then follows drift (`drift_tau_s`)
       while the bay is free and quiet. The noise is the mean |smoothed −
-      base| while free (clipped at 3 × itself, readings above enter left
-      out: a robust mean absolute deviation over `noise_tau_s`, 30 s);
-      σ = mean / 1.6 for three axes of Gaussian noise.
+      base| while free (clipped at 3 × itself: a robust mean absolute
+      deviation over `noise_tau_s`, 30 s, that follows noise rising for
+      good); σ = mean / 1.6 for three axes of Gaussian noise. While 3σ
+      exceeds `weak_ut` (10 µT) the `noisy` fault is active.
     - Thresholds on the vector deviation d = |smoothed − base|: enter at
       max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
       floors keep a car in the next bay from flipping this one.
@@ -222,8 +223,10 @@ class MagneticBay(_Bay):
     - Departure: evidence is d ≤ exit, or a steady level that is not this
       car's (more than half of its signature gone, or moved from it by an
       enter threshold) within `settle_ut` (10 µT) of the old empty field;
-      accumulated over `dwell_off_s`. Freed by the second kind, the bay
-      learns that level as its new empty field. A car that sits still keeps
+      accumulated over `dwell_off_s`; or the mean field since the arrival
+      (over `noise_tau_s` / 3) back at the empty one (it was interference).
+      Freed by the second kind, the bay learns that level as its new empty
+      field. A car that sits still keeps
       its signature and is never learnt as empty.
 
     All arithmetic is on ints below 2**30; the state is a few small ints.
@@ -364,9 +367,9 @@ class MagneticBay(_Bay):
         """While free. For `calibrate_s` after a departure the empty field
         settles onto the field wherever it goes within `settle_ut` (the car
         has just gone: what is left is the empty bay). Otherwise: the noise
-        from a deviation below the enter threshold (clipped at 3 × the mean,
-        so bursts barely move it) and, when quiet, drift of the empty field;
-        a reading above enter (a car arriving or a burst) teaches nothing.
+        from every deviation, clipped at 3 × the mean (a burst or a car
+        arriving moves it by a bounded step, noise that rose for good is
+        followed) and, when quiet, drift of the empty field.
         The slow filters step at most once a second (with the time since
         their last step), so their integer steps do not vanish at fast
         sampling."""
