@@ -261,6 +261,7 @@ class MagneticBay(_Bay):
         self.sm = None
         self.level = None
         self.mean_sm = None
+        self.anchor = None
         self.steady_ms = 0
         self.last_dev2 = 0
         self.dwell.reset()
@@ -360,13 +361,15 @@ class MagneticBay(_Bay):
                 self.fresh_ms = self.cal_ms  # gone: learn the empty field anew
                 if gone:
                     self.base = list(level)
+                self.anchor = list(self.base)
             elif self.steady_ms >= self.dwell.off_ms:
                 self._track(r, dt)
 
     def _learn(self, t, dt, d2, exit2):
         """While free. For `calibrate_s` after a departure the empty field
-        settles onto the field wherever it goes within `settle_ut` (the car
-        has just gone: what is left is the empty bay). Otherwise: the noise
+        settles onto the field wherever it goes within `settle_ut` of the
+        empty field at the departure (the car has just gone: what is left
+        is the empty bay). Otherwise: the noise
         from every deviation, clipped at 3 × the mean (a burst or a car
         arriving moves it by a bounded step, noise that rose for good is
         followed) and, when quiet, drift of the empty field.
@@ -377,10 +380,10 @@ class MagneticBay(_Bay):
         sm = self.sm
         if self.fresh_ms > 0:
             self.fresh_ms -= dt
-            if d2 <= self.settle2:
+            a = _diff(sm, self.anchor)
+            if _dot(a, a) <= self.settle2:  # within settle_ut of the field at the departure
                 for i in range(3):
                     b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
-            return
         self._slow_ms += dt
         if self._slow_ms < 1000:
             return
@@ -391,7 +394,7 @@ class MagneticBay(_Bay):
         m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
         self.mean = m if m > self.mean_min else self.mean_min
         self._check_noise(t)
-        if d2 < exit2:
+        if d2 < exit2 and self.fresh_ms <= 0:
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
 
