@@ -384,6 +384,14 @@ def _sessions(rng, duration_s):
         t = stop + stay + exit_s + rng.uniform(45, 150)
 
 
+def _interference_cuts(sessions, duration_s):
+    """When the interference changes (s): at the start, then halfway through
+    each empty stretch after a departure. Site conditions vary from session
+    to session, but nothing ties their change to the instant a car leaves."""
+    starts = [stop - car["approach"] for stop, _l, _c, car in sessions[1:]] + [duration_s]
+    return [0.0] + [(clear + nxt) / 2 for (_s, _l, clear, _c), nxt in zip(sessions, starts, strict=True)]
+
+
 def _interference(rng, start_s, end_s):
     """One session's interference: sensor noise, mains hum from nearby
     cables, vehicles passing in the next lane (in platoons released by a
@@ -407,8 +415,11 @@ def _interference(rng, start_s, end_s):
     burst_rate = rng.uniform(0.0, 12.0)
     for t in _poisson_times(rng, start_s, end_s, lambda h: burst_rate):
         bursts.append((t, t + rng.uniform(5, 30), rng.uniform(3.0, 15.0)))
-    return {"start": start_s, "noise": math.exp(rng.uniform(math.log(0.2), math.log(1.5))),
-            "hum": _random_vector(rng, rng.uniform(0.0, 4.0)), "hum_phase": rng.uniform(0, 2 * math.pi),
+    level = math.exp(rng.uniform(math.log(1.0), math.log(15.0)))  # σ per axis, µT, of noise and hum
+    hum = rng.uniform(0.0, 1.0)  # the share of the variance that is mains hum
+    return {"start": start_s, "noise": math.hypot(0.2, level * math.sqrt(1.0 - hum)),
+            "hum": _random_vector(rng, level * math.sqrt(6.0 * hum)),  # σ per axis of a sine: |hum| / √6
+            "hum_phase": rng.uniform(0, 2 * math.pi),
             "passes": passes, "pass_starts": [p[0] - 3.0 for p in passes], "bursts": bursts}
 
 
@@ -481,7 +492,7 @@ def parking_interference(seed=4, start=DEFAULT_START, rate_hz=11.0, minutes=20.0
     plan = {}
     for b in ids:
         sessions = _sessions(world, duration_s)
-        cuts = [0.0] + [clear for _s, _l, clear, _c in sessions]
+        cuts = _interference_cuts(sessions, duration_s)
         inter = [_interference(world, a, b2) for a, b2 in zip(cuts, cuts[1:] + [duration_s], strict=False)]
         earth = (world.uniform(18, 24), world.uniform(-4, 4), world.uniform(38, 46))
         plan[b] = (sessions, inter, earth)
@@ -494,7 +505,7 @@ def parking_interference(seed=4, start=DEFAULT_START, rate_hz=11.0, minutes=20.0
     for b in ids:
         sessions, inter, earth = plan[b]
         for k in range(n):
-            t = (k * period_ms + reading.uniform(-3.0, 3.0)) / 1000.0  # the read loop's jitter
+            t = (k * period_ms + reading.uniform(-10.0, 10.0)) / 1000.0  # the read loop's jitter
             if t < 0:
                 t = 0.0
             car, offset = _session_field(sessions, t)

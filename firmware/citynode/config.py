@@ -15,7 +15,7 @@ _BAY = ("period_s", "dwell_on_s", "dwell_off_s", "drift_tau_s", "calibrate_s")
 PARAMS = {
     "bay_ultrasonic": _COMMON + _BAY + ("pings", "tolerance_mm", "empty_mm", "enter_mm", "exit_mm"),
     "bay_magnetic": _COMMON + _BAY + ("lsb_per_ut", "enter_ut", "exit_ut", "smooth_s", "noise_tau_s",
-                                      "settle_ut"),
+                                      "settle_ut", "weak_ut"),
     "water": _COMMON + ("pings", "tolerance_mm", "mount_mm", "thresholds_mm", "hysteresis_mm", "noise_mm",
                         "max_rise_mm_min", "max_level_mm", "rising_mm_min", "fast_s", "slow_s",
                         "rate_window_s", "obstruction_s", "obstructed_fault_s", "dry_tau_s", "dry_zero_mm"),

@@ -205,14 +205,15 @@ class MagneticBay(_Bay):
       same filter at any sample rate) so fast periodic interference does
       not reach the decisions. A slower copy of it (the *level*, time
       constant 4 × `smooth_s`) is re-anchored on the smoothed field
-      whenever the two part by more than the exit threshold; while it is
-      not, the field is *steady*.
+      whenever the two part by more than 3σ; while it is not, the field is
+      *steady*.
     - The empty-bay field (`base`) is the level once the field has been
       steady for `calibrate_s` (10 s); it then follows drift (`drift_tau_s`)
       while the bay is free and quiet. The noise is the mean |smoothed −
-      base| while free (clipped at 3 × itself, readings above enter left
-      out: a robust mean absolute deviation over `noise_tau_s`, 30 s);
-      σ = mean / 1.6 for three axes of Gaussian noise.
+      base| while free (clipped at 3 × itself: a robust mean absolute
+      deviation over `noise_tau_s`, 30 s, that follows noise rising for
+      good); σ = mean / 1.6 for three axes of Gaussian noise. While 3σ
+      exceeds `weak_ut` (10 µT) the `noisy` fault is active.
     - Thresholds on the vector deviation d = |smoothed − base|: enter at
       max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
       floors keep a car in the next bay from flipping this one.
@@ -222,8 +223,10 @@ class MagneticBay(_Bay):
     - Departure: evidence is d ≤ exit, or a steady level that is not this
       car's (more than half of its signature gone, or moved from it by an
       enter threshold) within `settle_ut` (10 µT) of the old empty field;
-      accumulated over `dwell_off_s`. Freed by the second kind, the bay
-      learns that level as its new empty field. A car that sits still keeps
+      accumulated over `dwell_off_s`; or the mean field since the arrival
+      (over `noise_tau_s` / 3) back at the empty one (it was interference).
+      Freed by the second kind, the bay learns that level as its new empty
+      field. A car that sits still keeps
       its signature and is never learnt as empty.
 
     All arithmetic is on ints below 2**30; the state is a few small ints.
@@ -237,6 +240,8 @@ class MagneticBay(_Bay):
         enter = _counts(cfg.get("enter_ut", 4), lsb)
         exit_ = _counts(cfg.get("exit_ut", 2), lsb)
         settle = _counts(cfg.get("settle_ut", 10), lsb)
+        self.weak = _counts(cfg.get("weak_ut", 10), lsb)
+        self.noisy = False
         self.enter_floor2 = enter * enter
         self.exit_floor2 = exit_ * exit_
         self.settle2 = settle * settle
@@ -255,6 +260,8 @@ class MagneticBay(_Bay):
         self.last2 = None
         self.sm = None
         self.level = None
+        self.mean_sm = None
+        self.anchor = None
         self.steady_ms = 0
         self.last_dev2 = 0
         self.dwell.reset()
@@ -272,17 +279,25 @@ class MagneticBay(_Bay):
         return self.base is not None
 
     def sigma(self):
-        """The noise σ of the smoothed field, in counts (mean |d| / 1.6)."""
-        return self.mean * 5 >> 7
+        """The noise σ of the smoothed field, in counts (mean |d| / 1.6),
+        at most a quarter of the axis limit so 9σ² stays a small int."""
+        s = self.mean * 5 >> 7
+        return s if s < _AXIS_LIMIT // 4 else _AXIS_LIMIT // 4
 
     def thresholds2(self):
         """(enter², exit²) in counts² for the current noise estimate."""
         s = self.sigma()
-        s = s if s < _AXIS_LIMIT // 4 else _AXIS_LIMIT // 4
         e2 = 9 * s * s
         x2 = 25 * s * s >> 2
         return (e2 if e2 > self.enter_floor2 else self.enter_floor2,
                 x2 if x2 > self.exit_floor2 else self.exit_floor2)
+
+    def steady2(self):
+        """The field's steady tolerance², counts²: 3σ (noise alone passes it
+        at 99 % of the independent values, so a steady run of many seconds
+        is as likely at 1 Hz as at 11 Hz), at least the exit floor."""
+        s = self.sigma()
+        return 9 * s * s if 9 * s * s > self.exit_floor2 else self.exit_floor2
 
     def update(self, t, x, y, z):
         self.faults.ok(t)
@@ -302,9 +317,12 @@ class MagneticBay(_Bay):
         level = self.level
         moved = _diff(sm, level)
         moved2 = _dot(moved, moved)
-        if moved2 > exit2:
+        if moved2 > self.steady2():
             self.level = level = list(sm)
-            self.steady_ms = 0
+            # while calibrating, steadiness is evidence over time: a moment
+            # of interference takes back its own interval, not the whole run
+            cal = self.base is None and self.steady_ms > dt
+            self.steady_ms = self.steady_ms - dt if cal else 0
             steady = False
         else:
             for i in range(3):
@@ -324,25 +342,37 @@ class MagneticBay(_Bay):
             rolling = d2 >= enter2 << 2 and moved2 << 4 < d2
             if self._decide(t, d2 >= enter2 and (steady or rolling)):
                 self.car = None  # the car's signature: its first steady level
+                self.mean_sm = list(sm)
                 return
-            self._learn(dt, d2, enter2, exit2)
+            self._learn(t, dt, d2, exit2)
         else:
             r = _diff(level, self.base)
             gone = steady and self.car is not None and self._gone(r)
-            if self._decide(t, d2 > exit2 and not gone):
+            # the mean field since the arrival (over `noise_tau_s` / 3): back
+            # at the empty field, what was seen was interference, not a car
+            ms = self.mean_sm
+            if ms is None:
+                self.mean_sm = ms = list(sm)
+            for i in range(3):
+                ms[i] = lowpass(ms[i], sm[i], dt, self.noise_ms // 3 + 1)
+            back = _diff(ms, self.base)
+            back = _dot(back, back) <= exit2
+            if self._decide(t, d2 > exit2 and not gone and not back):
                 self.fresh_ms = self.cal_ms  # gone: learn the empty field anew
                 if gone:
                     self.base = list(level)
+                self.anchor = list(self.base)
             elif self.steady_ms >= self.dwell.off_ms:
                 self._track(r, dt)
 
-    def _learn(self, dt, d2, enter2, exit2):
+    def _learn(self, t, dt, d2, exit2):
         """While free. For `calibrate_s` after a departure the empty field
-        settles onto the field wherever it goes within `settle_ut` (the car
-        has just gone: what is left is the empty bay). Otherwise: the noise
-        from a deviation below the enter threshold (clipped at 3 × the mean,
-        so bursts barely move it) and, when quiet, drift of the empty field;
-        a reading above enter (a car arriving or a burst) teaches nothing.
+        settles onto the field wherever it goes within `settle_ut` of the
+        empty field at the departure (the car has just gone: what is left
+        is the empty bay). Otherwise: the noise
+        from every deviation, clipped at 3 × the mean (a burst or a car
+        arriving moves it by a bounded step, noise that rose for good is
+        followed) and, when quiet, drift of the empty field.
         The slow filters step at most once a second (with the time since
         their last step), so their integer steps do not vanish at fast
         sampling."""
@@ -350,12 +380,10 @@ class MagneticBay(_Bay):
         sm = self.sm
         if self.fresh_ms > 0:
             self.fresh_ms -= dt
-            if d2 <= self.settle2:
+            a = _diff(sm, self.anchor)
+            if _dot(a, a) <= self.settle2:  # within settle_ut of the field at the departure
                 for i in range(3):
                     b[i] = lowpass(b[i], sm[i], dt, 4 * self.smooth_ms)
-            return
-        if d2 >= enter2:
-            return
         self._slow_ms += dt
         if self._slow_ms < 1000:
             return
@@ -365,9 +393,23 @@ class MagneticBay(_Bay):
         cap = 3 * self.mean
         m = smooth(self.mean, m if m < cap else cap, dt, self.noise_ms)
         self.mean = m if m > self.mean_min else self.mean_min
-        if d2 < exit2:
+        self._check_noise(t)
+        if d2 < exit2 and self.fresh_ms <= 0:
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
+
+    def _check_noise(self, t):
+        """Raise the `noisy` fault while the enter threshold (3σ) exceeds
+        `weak_ut` (10 µT, the strongest of the weak signatures real cars
+        show): a car that weak is then not seen, and is not claimed. It
+        clears below 4/5 of that, so an estimate wavering at the limit does
+        not chatter."""
+        s = 3 * self.sigma()
+        noisy = s > self.weak if not self.noisy else 5 * s > 4 * self.weak
+        if noisy != self.noisy:
+            self.noisy = noisy
+            self.events.append({"t": t, "kind": "fault", "sensor": self.sensor, "fault": "noisy",
+                                "active": noisy})
 
     def _gone(self, r):
         """True if the steady level `r` (counts from the empty field) is not

@@ -208,6 +208,30 @@ def test_thresholds_follow_the_measured_noise_of_the_smoothed_field():
     assert states(events) == []  # and the interference alone never occupies the bay
 
 
+def test_noise_that_rises_after_calibration_is_learnt_and_flagged():
+    bay, events = mag_bay()
+    s = feed_field(bay, 60)  # a quiet calibration
+    quiet = bay.thresholds2()
+    s = feed_field(bay, 240, start_s=s, spread=2400)  # then ±20 µT of interference, for minutes
+    assert bay.thresholds2()[0] > 16 * quiet[0]  # the thresholds followed the noise up
+    assert [(e["fault"], e["active"]) for e in events if e["kind"] == "fault"] == [("noisy", True)]
+    # its onset, before the noise is learnt, may look like a car; such a
+    # "car" is let go once the mean field since the arrival is back at the
+    # empty one (a mean over noise_tau_s / 3, then the dwell)
+    occ = occupancy_times(events)
+    assert len(occ) % 2 == 0
+    for i in range(0, len(occ), 2):
+        (t_on, on), (t_off, off) = occ[i], occ[i + 1]
+        assert on == "occupied" and off == "free" and t_off - t_on <= 10000 + 3000 + 2000
+    known = 60000 + 4 * 30000  # four time constants of the noise estimate (noise_tau_s) after the onset
+    assert not bay.occupied and all(t < known for t, _s in occ[::2])  # none once the noise is known
+    s = feed_field(bay, 120, (0, 0, 720), s, spread=2400)  # a 6 µT car under it is not claimed
+    feed_field(bay, 300, start_s=s)  # quiet again
+    assert [(e["fault"], e["active"]) for e in events if e["kind"] == "fault"] == [("noisy", True),
+                                                                                   ("noisy", False)]
+    assert occupancy_times(events) == occ
+
+
 def test_a_weak_car_on_one_axis_is_seen_at_a_quiet_site():
     bay, events = mag_bay()
     s = feed_field(bay, 30)
