@@ -248,20 +248,25 @@ def _car_height(visits, t):
     return 0.0, False
 
 
+def _presence(t, stop, leave, car):
+    """How far a car is in its bay at t (within its visit): 0 → 1 while it
+    pulls in (`approach` seconds before `stop`), 1 while parked, 1 → 0 while
+    it pulls out (`exit` seconds after `leave`)."""
+    if t < stop:
+        return (t - (stop - car["approach"])) / car["approach"]
+    if t < leave:
+        return 1.0
+    return 1.0 - (t - leave) / car["exit"]
+
+
 def _car_field(visits, t):
     """Field (µT vector) a car adds to the magnetometer under its bay at t."""
     for stop, leave, clear, v in visits:
-        a = stop - v["approach"]
-        if t < a:
+        if t < stop - v["approach"]:
             break
         if t >= clear:
             continue
-        if t < stop:
-            p = (t - a) / v["approach"]
-        elif t < leave:
-            p = 1.0
-        else:
-            p = 1.0 - (t - leave) / v["exit"]
+        p = _presence(t, stop, leave, v)
         s = _smooth(p)
         bump = math.sin(math.pi * p) if p < 1.0 else 0.0
         f, w = v["field"], v["transient"]
@@ -428,19 +433,14 @@ def _session_field(sessions, t):
     offset from the site's first one."""
     offset = [0.0, 0.0, 0.0]
     for stop, leave, clear, car in sessions:
-        a = stop - car["approach"]
-        if t < a:
+        if t < stop - car["approach"]:
             break
         o = car["offset"]
         if t >= clear:
             offset = [offset[k] + o[k] for k in range(3)]
             continue
-        if t < stop:
-            p = (t - a) / car["approach"]
-        elif t < leave:
-            p = 1.0
-        else:
-            p = 1.0 - (t - leave) / car["exit"]
+        p = _presence(t, stop, leave, car)
+        if t >= leave:
             g = _smooth(1.0 - p)
             offset = [offset[k] + o[k] * g for k in range(3)]
         s = _smooth(p)
