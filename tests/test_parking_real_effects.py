@@ -59,8 +59,8 @@ def test_the_bundled_recording_meets_the_latency_targets():
     assert occ["latency_median_s"] <= 5.0 and occ["latency_p90_s"] <= 10.0, occ
 
 
-@pytest.mark.xfail(strict=True, reason=UNDER_NOISE + "; F1 0.889, 0.778, 0.733 on seeds 101, 202, 303 "
-                                                     "(latency median <= 2.6 s, p90 <= 4.5 s)")
+@pytest.mark.xfail(strict=True, reason=UNDER_NOISE + "; F1 0.941, 0.824, 0.800 on seeds 101, 202, 303 "
+                                                     "(latency median <= 2.7 s, p90 <= 11.7 s)")
 def test_the_targets_hold_on_other_seeds_at_11_hz(tmp_path):
     for seed in (101, 202, 303):
         path = tmp_path / ("p%d.jsonl" % seed)
@@ -68,8 +68,8 @@ def test_the_targets_hold_on_other_seeds_at_11_hz(tmp_path):
         check_targets(replay.run(path).scores["occupancy"])
 
 
-@pytest.mark.xfail(strict=True, reason=UNDER_NOISE + "; at 1 Hz no reading is averaged: F1 0.711, 0.842, "
-                                       "0.667 on seeds 101, 202, 303 (latency median <= 4.1 s, p90 <= 6.7 s)")
+@pytest.mark.xfail(strict=True, reason=UNDER_NOISE + "; at 1 Hz no reading is averaged: F1 0.683, 0.889, "
+                                       "0.684 on seeds 101, 202, 303 (latency median <= 3.9 s, p90 <= 9.1 s)")
 def test_the_targets_hold_on_other_seeds_at_1_hz(tmp_path):
     for seed in (101, 202, 303):
         path = tmp_path / ("p%d.jsonl" % seed)

@@ -217,7 +217,8 @@ class MagneticBay(_Bay):
       noise that rises is learnt within seconds from the smoothed field's
       spread about the level (a change of variance, not of the mean).
     - Thresholds on the vector deviation d = |smoothed − base|: enter at
-      max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
+      max(3σ, `enter_ut` 4 µT) with σ also taken from the recent spread,
+      exit at max(2.5σ, `exit_ut` 2 µT); the
       floors keep a car in the next bay from flipping this one.
     - Arrival: evidence is d ≥ enter while steady (or d ≥ 2 × enter),
       accumulated over `dwell_on_s` by `filters.Dwell`. The first steady
@@ -281,10 +282,11 @@ class MagneticBay(_Bay):
         """True once the empty-bay field is known and decisions are made."""
         return self.base is not None
 
-    def sigma(self):
-        """The noise σ of the smoothed field, in counts (mean |d| / 1.6),
-        at most a quarter of the axis limit so 9σ² stays a small int."""
-        s = self.mean * 5 >> 7
+    def sigma(self, mean=None):
+        """The noise σ of the smoothed field, in counts (mean |d| / 1.6, of
+        `self.mean` or the Q4 `mean` given), at most a quarter of the axis
+        limit so 9σ² stays a small int."""
+        s = (self.mean if mean is None else mean) * 5 >> 7
         return s if s < _AXIS_LIMIT // 4 else _AXIS_LIMIT // 4
 
     def thresholds2(self):
@@ -341,6 +343,12 @@ class MagneticBay(_Bay):
         self.last_dev2 = d2
         if not self.dwell.state:
             self._rise(t, dt, moved2)
+            # an arrival is a shift beyond 3σ of the noise at both time scales:
+            # the slow estimate and the spread of the last seconds (5/4 of
+            # which is the mean |d| of steady noise)
+            s = self.sigma(self.spread * 5 >> 2)
+            if 9 * s * s > enter2:
+                enter2 = 9 * s * s
             # a car rolling in is not steady yet, but it moves the field one
             # way: far beyond enter and moving by less than a quarter of that counts
             rolling = d2 >= enter2 << 2 and moved2 << 4 < d2
