@@ -213,9 +213,12 @@ class MagneticBay(_Bay):
       base| while free (clipped at 3 × itself: a robust mean absolute
       deviation over `noise_tau_s`, 30 s, that follows noise rising for
       good); σ = mean / 1.6 for three axes of Gaussian noise. While 3σ
-      exceeds `weak_ut` (10 µT) the `noisy` fault is active.
+      exceeds `weak_ut` (10 µT) the `noisy` fault is active. While free,
+      noise that rises is learnt within seconds from the smoothed field's
+      spread about the level (a change of variance, not of the mean).
     - Thresholds on the vector deviation d = |smoothed − base|: enter at
-      max(3σ, `enter_ut` 4 µT), exit at max(2.5σ, `exit_ut` 2 µT); the
+      max(3σ, `enter_ut` 4 µT) with σ also taken from the recent spread,
+      exit at max(2.5σ, `exit_ut` 2 µT); the
       floors keep a car in the next bay from flipping this one.
     - Arrival: evidence is d ≥ enter while steady (or d ≥ 2 × enter),
       accumulated over `dwell_on_s` by `filters.Dwell`. The first steady
@@ -261,6 +264,7 @@ class MagneticBay(_Bay):
         self.sm = None
         self.level = None
         self.mean_sm = None
+        self.spread = 0
         self.anchor = None
         self.steady_ms = 0
         self.last_dev2 = 0
@@ -278,10 +282,11 @@ class MagneticBay(_Bay):
         """True once the empty-bay field is known and decisions are made."""
         return self.base is not None
 
-    def sigma(self):
-        """The noise σ of the smoothed field, in counts (mean |d| / 1.6),
-        at most a quarter of the axis limit so 9σ² stays a small int."""
-        s = self.mean * 5 >> 7
+    def sigma(self, mean=None):
+        """The noise σ of the smoothed field, in counts (mean |d| / 1.6, of
+        `self.mean` or the Q4 `mean` given), at most a quarter of the axis
+        limit so 9σ² stays a small int."""
+        s = (self.mean if mean is None else mean) * 5 >> 7
         return s if s < _AXIS_LIMIT // 4 else _AXIS_LIMIT // 4
 
     def thresholds2(self):
@@ -337,6 +342,13 @@ class MagneticBay(_Bay):
         d2 = _dot(d, d)
         self.last_dev2 = d2
         if not self.dwell.state:
+            self._rise(t, dt, moved2)
+            # an arrival is a shift beyond 3σ of the noise at both time scales:
+            # the slow estimate and the spread of the last seconds (5/4 of
+            # which is the mean |d| of steady noise)
+            s = self.sigma(self.spread * 5 >> 2)
+            if 9 * s * s > enter2:
+                enter2 = 9 * s * s
             # a car rolling in is not steady yet, but it moves the field one
             # way: far beyond enter and moving by less than a quarter of that counts
             rolling = d2 >= enter2 << 2 and moved2 << 4 < d2
@@ -397,6 +409,27 @@ class MagneticBay(_Bay):
         if d2 < exit2 and self.fresh_ms <= 0:
             for i in range(3):
                 b[i] = smooth(b[i], sm[i], dt, self.tau_ms)
+
+    def _rise(self, t, dt, moved2):
+        """While free, noise that rises is learnt fast from the smoothed
+        field's spread about its own level (|smoothed − level|, averaged over
+        4 × `smooth_s`; on steady noise it is about 0.8 of the mean |d| at
+        11 Hz and at 1 Hz alike). A change of the noise is a change of
+        variance with no lasting shift of the mean, so the level cannot
+        follow it and the spread grows with it; a car is a coherent shift
+        that the level re-anchors on within a moment. Whenever the spread
+        exceeds the mean, the mean follows it with a time constant of
+        `noise_tau_s` / 10 (an envelope follower's fast attack; the decay
+        stays the slow estimate of `_learn`), so noise that sets in is
+        learnt before it can pass for a car. Each reading counts at most
+        3 × the mean. Not while occupied: a departing car's field moves in
+        a ramp that is a shift, not noise."""
+        v = isqrt(moved2) << 4
+        cap = 3 * self.mean
+        self.spread = s = lowpass(self.spread, v if v < cap else cap, dt, 4 * self.smooth_ms)
+        if s > self.mean:
+            self.mean = lowpass(self.mean, s, dt, self.noise_ms // 10 + 1)
+            self._check_noise(t)
 
     def _check_noise(self, t):
         """Raise the `noisy` fault while the enter threshold (3σ) exceeds

@@ -232,6 +232,20 @@ def test_noise_that_rises_after_calibration_is_learnt_and_flagged():
     assert occupancy_times(events) == occ
 
 
+def test_noise_that_sets_in_is_learnt_before_it_passes_for_a_car_at_1_hz_and_11_hz():
+    # ±2 µT, then five to six times more: a change of the field's variance
+    # with no shift of its mean; the spread about the level shows it within
+    # seconds, before a dwell could call it a car
+    for period in (91, 1000):
+        for quiet, loud in ((240, 1440), (480, 2400)):
+            bay, events = mag_bay()
+            s = feed_field(bay, 60, period_ms=period, spread=quiet)
+            before = bay.mean
+            feed_field(bay, 60, start_s=s, period_ms=period, spread=loud)
+            assert occupancy_times(events) == [], (period, quiet, loud, occupancy_times(events))
+            assert bay.mean > 2 * before
+
+
 def test_a_weak_car_on_one_axis_is_seen_at_a_quiet_site():
     bay, events = mag_bay()
     s = feed_field(bay, 30)
