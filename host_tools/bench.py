@@ -49,7 +49,7 @@ WORKERS = 2
 LATE_PCT_TARGET = 1.0
 # parking-interference seeds scored by `make bench`: fixed before any was
 # looked at, never used to design the detector
-PARKING_SEEDS = tuple(range(401, 411))
+PARKING_SEEDS = tuple(range(501, 511))
 PARKING_MINUTES = 25
 MAE_EVENT_TARGET_MM = 3.0
 
