@@ -12,7 +12,7 @@ Events (dicts with `t`, `kind`, `sensor`) are appended to a shared list.
 
 from citynode import ticks
 from citynode.filters import Dwell, FaultWatch, follow, lowpass, smooth
-from citynode.ranging import BLIND_ZONE, FAULT_NAMES
+from citynode.ranging import BLIND_ZONE, FAULT_NAMES, isqrt
 
 
 def _ms(cfg, key, default_s):
@@ -168,23 +168,6 @@ def _median3(a, b, c):
     if a > b:
         a, b = b, a
     return a if c < a else b if c > b else c
-
-
-def isqrt(n):
-    """⌊√n⌋ for an int n ≥ 0 (0 for n < 0), by Newton's method from above."""
-    if n <= 0:
-        return 0
-    x = 1
-    m = n
-    while m > 3:
-        m >>= 2
-        x <<= 1
-    x <<= 1  # now x > √n: Newton's steps fall monotonically onto ⌊√n⌋
-    while True:
-        y = (x + n // x) >> 1
-        if y >= x:
-            return x
-        x = y
 
 
 def _counts(ut, lsb):
