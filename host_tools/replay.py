@@ -1,7 +1,8 @@
 """Replay a recording through the firmware core, on CPython or inside the
 real MicroPython interpreter, and score it against the recording's truth.
 
-Both runtimes run the same `citynode.replay` module from `firmware/`; the
+Both runtimes run the same `citynode.replay` module from `firmware/`
+(with the desk's emulated parts handed in, host_tools.emulators.replay); the
 MicroPython one runs as a subprocess with its heap capped like an ESP32's
 and its messages read back as JSON lines. Like provisioning a board, the
 MicroPython run imports the core compiled by mpy-cross.
@@ -20,6 +21,7 @@ from pathlib import Path
 from citynode import replay as core_replay
 from citynode.recording import Reader, RecordingError
 from host_tools import mpy, score
+from host_tools.emulators.replay import parts
 
 FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent
 DEFAULT_HEAP = "96K"  # the free heap of an ESP32 without PSRAM, after boot
@@ -161,7 +163,7 @@ def _run_cpython(path):
 
     try:
         with _open(path) as f:
-            stats = core_replay.replay(str(path), publish, header.update, truth.append, stream=f)
+            stats = core_replay.replay(str(path), publish, header.update, truth.append, stream=f, parts=parts)
     except RecordingError as e:
         raise ReplayError(str(e)) from None
     except (ValueError, OSError, EOFError) as e:
@@ -178,7 +180,8 @@ def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
     # which a recording of bus-level values replays through.
     env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(firmware), str(FIRMWARE_DIR.parent),
                                                          mpy.library_path())))
-    cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", "citynode.replay", str(path)]
+    cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", "host_tools.emulators.replay",
+           str(path)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 
 

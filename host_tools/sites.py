@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from citynode.config import _ID_CHARS, PARAMS, check_sensor
-from citynode.node import DEFAULTS, check_broker, check_config
+from citynode.node import check_broker, check_config
+from citynode.nodeconfig import DEFAULTS
 from citynode.recording import RecordingError
 from host_tools import boards, replay
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import mpy
+from host_tools import mpy, vboard
 from host_tools.vboard import RAW_PROMPT, SOFT_REBOOT, VirtualBoard, VirtualBoardError
 from tests.conftest import ROOT
 
@@ -232,7 +232,7 @@ def test_raw_repl_soft_reset_answers_as_a_board(board):
 def test_output_nobody_reads_does_not_stall_the_board(flash):
     (flash / "main.py").write_text("while True:\n    print('chatter ' * 8)\n")
     with VirtualBoard(flash) as board:
-        time.sleep(2.0)   # the pty fills up; old output is dropped as a UART would
+        time.sleep(vboard._STALE_OUTPUT + 1)   # the pty fills up; old output is dropped as a UART would
         assert ok(board.port, "exec", "print('quiet now')", timeout=20).strip() == "quiet now"
 
 

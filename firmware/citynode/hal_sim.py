@@ -10,7 +10,10 @@ recording's times do not wrap: a silence so long that the ticks alias it
 sensor's) is reported to the core (`Core.silence`) with its true length
 before the sample is judged due. A recording
 with bus-level values (version 2) is read through emulated parts and the
-real drivers first.
+real drivers first: the desk hands them in as `parts` (a callable taking
+the header's `bus` and returning something with `sid in it` and
+`sample(sid, rec)`, such as host_tools.emulators.bench.Bench), so the
+firmware never imports the desk's code.
 
 The node's main loop (citynode.node) takes it like the board's layer
 (citynode.hal_esp32): `clock()`, `stream(core, wait)`, `now()`,
@@ -25,17 +28,15 @@ class SimHal:
     """`speed`: recording milliseconds per real millisecond (0: no pacing);
     `stream` then calls `wait(deadline_tick)` before each sample."""
 
-    def __init__(self, reader, on_truth=None, speed=0):
+    def __init__(self, reader, on_truth=None, speed=0, parts=None):
         self.reader = reader
         self.on_truth = on_truth
         self.speed = speed
         self.bench = None
         if reader.parts:
-            # Bus-level samples: emulated parts behind the real drivers
-            # (desk-only code, imported only for such recordings).
-            from host_tools.emulators.bench import Bench
-
-            self.bench = Bench(reader.header["bus"])
+            if parts is None:
+                raise ValueError("bus-level samples need the desk's emulated parts")
+            self.bench = parts(reader.header["bus"])
         self.samples = 0
         self.taken = 0
         self.truth = 0

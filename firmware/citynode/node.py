@@ -26,15 +26,12 @@ import sys
 
 from citynode import VERSION, ticks
 from citynode.core import Core
+from citynode.nodeconfig import CONFIG_PATH, DEFAULTS
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms
 from citynode.ticks import sleep_ms
 
-CONFIG_PATH = "/config.json"
-DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.json", "health_s": 60,
-            "recording": "/rec.jsonl", "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org",
-            "power": "always_on", "wdt_s": 30}
 SLEEP_MIN_MS = 20000  # duty cycle: deep-sleep only when nothing is due for this long
 WAKE_LEAD_MS = 5000  # and wake this much before it (boot, network, broker)
 SETTLE_MS = 30000  # at the end of a recording: at most this long to empty the outbox
@@ -121,10 +118,11 @@ def make_hal(cfg):
         from citynode.recording import Reader
 
         reader = Reader(hal.get("recording", DEFAULTS["recording"]))
-        if reader.parts:
+        try:
+            return SimHal(reader, speed=hal.get("speed", DEFAULTS["speed"]))
+        except ValueError as e:  # bus-level samples: no emulated parts on a board
             reader.close()
-            raise ValueError("hal.recording: bus-level samples need the desk's emulated parts")
-        return SimHal(reader, speed=hal.get("speed", DEFAULTS["speed"]))
+            raise ValueError("hal.recording: %s" % e) from None
     from citynode.hal_esp32 import BoardHal
 
     return BoardHal(cfg)

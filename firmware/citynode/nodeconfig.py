@@ -1,21 +1,23 @@
 """The node's config.json checks: every field, with its path in the error.
 
 Loaded by citynode.node for the boot (and by the desk's tools), then
-dropped from the node's memory: a board needs them once. docs/node.md has
-the format.
+dropped from the node's memory: a board needs them once (the node keeps
+only `CONFIG_PATH` and `DEFAULTS`). docs/node.md has the format.
 """
 
 import json
 
 from citynode.config import _ID_CHARS, check_sensors
-from citynode.node import CONFIG_PATH, DEFAULTS
 
+CONFIG_PATH = "/config.json"
+DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.json", "health_s": 60,
+            "recording": "/rec.jsonl", "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org",
+            "power": "always_on", "wdt_s": 30}
 FIELDS = ("site", "node", "broker", "network", "ntp", "power", "ha_discovery", "sensors", "hal", "outbox_dir",
           "outbox_kb", "settings", "health_s")
 BROKER_FIELDS = ("host", "port", "keepalive", "user", "password", "tls")
 HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s")}
 POWER_PROFILES = ("always_on", "duty_cycle")
-
 
 
 def _fail(message):

@@ -6,7 +6,9 @@
 prints one JSON line per message the node would publish,
 `{"t": ms, "topic": ..., "payload": {...}}`, then a last line
 `{"stats": {...}}`. A bad recording prints `error: FILE:LINE: what` on
-stderr and exits with status 2.
+stderr and exits with status 2. A recording of bus-level values needs the
+desk's emulated parts (`parts`, see citynode.hal_sim): host_tools.replay
+hands them in.
 """
 
 import json
@@ -19,9 +21,10 @@ from citynode.recording import Reader, RecordingError
 from citynode.ticks import Clock
 
 
-def replay(path, publish, on_header=None, on_truth=None, stream=None):
+def replay(path, publish, on_header=None, on_truth=None, stream=None, parts=None):
     """Replay `path`, calling `publish(t, topic, payload)` for every message
-    and `on_truth(record)` for every ground-truth record; returns stats."""
+    and `on_truth(record)` for every ground-truth record; returns stats.
+    `parts`: the emulated parts for bus-level samples (citynode.hal_sim)."""
     with Reader(path, stream=stream) as reader:
         if on_header is not None:
             on_header(reader.header)
@@ -30,7 +33,10 @@ def replay(path, publish, on_header=None, on_truth=None, stream=None):
         except ValueError as e:
             raise RecordingError(path, 1, "header: %s" % e) from None
         core = Core(reader.header["sensors"], Clock(reader.header["start"], 0), publish)
-        hal = SimHal(reader, on_truth)
+        try:
+            hal = SimHal(reader, on_truth, parts=parts)
+        except ValueError as e:
+            raise RecordingError(path, 1, "header: bus: %s" % e) from None
         hal.run(core)
         return hal.stats()
 
@@ -39,12 +45,12 @@ def _print_message(t, topic, payload):
     print(json.dumps({"t": t, "topic": topic, "payload": payload}, separators=(",", ":")))
 
 
-def main(argv):
+def main(argv, parts=None):
     if len(argv) != 1:
         print("usage: replay RECORDING", file=sys.stderr)
         sys.exit(2)
     try:
-        stats = replay(argv[0], _print_message)
+        stats = replay(argv[0], _print_message, parts=parts)
     except (RecordingError, ValueError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         sys.exit(2)

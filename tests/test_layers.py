@@ -1,0 +1,83 @@
+"""The import graph of both trees, read from the source: the firmware never
+imports the desk's code, and no module reaches itself through its imports
+(imports inside functions count too: they run on a board all the same)."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TREES = (ROOT / "firmware" / "citynode", ROOT / "host_tools")
+
+
+def _modules():
+    found = {}
+    for tree in TREES:
+        for f in sorted(tree.rglob("*.py")):
+            parts = list(f.relative_to(tree.parent).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = f
+    return found
+
+
+def _graph():
+    mods = _modules()
+    edges = {}
+    for name, f in mods.items():
+        out = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + ["%s.%s" % (node.module, a.name) for a in node.names]
+            else:
+                continue
+            out.update(t for t in targets if t in mods and t != name)
+        edges[name] = out
+    return edges
+
+
+def _cycle(edges):
+    """One import cycle as a list of modules, or None."""
+    state = {}
+    path = []
+
+    def visit(m):
+        state[m] = 1
+        path.append(m)
+        for n in sorted(edges[m]):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(edges):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_the_firmware_never_imports_the_desk():
+    edges = _graph()
+    wrong = sorted("%s -> %s" % (m, n) for m in edges if m.startswith("citynode")
+                   for n in edges[m] if n.startswith("host_tools"))
+    assert wrong == []
+
+
+def test_no_module_imports_itself_through_others():
+    assert _cycle(_graph()) is None
+
+
+def test_the_walk_sees_a_cycle_and_a_wrong_direction():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    edges = _graph()
+    assert "citynode.core" in edges["citynode.node"]
+    assert "citynode.nodeconfig" in edges["citynode.node"]
+    assert "citynode.replay" in edges["host_tools.replay"]
