@@ -799,17 +799,27 @@ def format_summary(s):
         lines.append("  %d notes were not taken (see above)" % s["refused"])
     if s["unstamped"]:
         lines.append("  %d notes the board never answered were stamped at the end" % s["unstamped"])
-    if s["board_samples"] is not None and s["board_samples"] != s["samples"] + s["rejected"] + \
-            s["beyond_duration"]:
+    if _lost(s):
         lines.append("  the board sent %d samples, %d arrived: lines were lost on the way"
-                     % (s["board_samples"], s["samples"] + s["rejected"] + s["beyond_duration"]))
+                     % (s["board_samples"], _arrived(s)))
     return lines
 
 
+def _arrived(s):
+    return s["samples"] + s["rejected"] + s["beyond_duration"]
+
+
+def _lost(s):
+    """How many sample lines the board says it sent that never arrived. The
+    board counts a line after printing it, so a Ctrl-C landing between the
+    two leaves its count one short of what arrived: that is no loss."""
+    if s["board_samples"] is None:
+        return 0
+    return max(0, s["board_samples"] - _arrived(s))
+
+
 def _complete(s):
-    got = s["samples"] + s["rejected"] + s["beyond_duration"]
-    lost = s["board_samples"] is not None and s["board_samples"] != got
-    return not (s["rejected"] or s["refused"] or lost)
+    return not (s["rejected"] or s["refused"] or _lost(s))
 
 
 def cmd_record(args):

@@ -22,7 +22,7 @@ import pytest
 from citynode.record import MARK
 from citynode.recording import Reader
 from host_tools import boards, cli, demo, mpy, replay, sites
-from host_tools.record import Capture, Recorder, RecordError, View, parse_note, record
+from host_tools.record import Capture, Recorder, RecordError, View, format_summary, parse_note, record
 from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT, bundled
 
@@ -406,3 +406,13 @@ def test_a_single_bay_needs_no_name():
     assert parse_note("o", SENSORS[:1]) == {"truth": "bay-01", "occupied": True}
     with pytest.raises(ValueError, match="has no water sensor"):
         parse_note("w 10", SENSORS[:1])
+
+
+def test_the_summary_counts_a_loss_only_when_fewer_lines_arrived_than_the_board_sent():
+    s = {"output": "x.jsonl", "samples": 82, "per_sensor": {"bay-01": 82}, "truth": 0, "recorded_s": 20.0,
+         "end": "stopped", "beyond_duration": 0, "rejected": 0, "refused": 0, "unstamped": 0}
+    # A Ctrl-C between the board printing its 82nd line and counting it: nothing is lost.
+    assert not any("lost" in line for line in format_summary(dict(s, board_samples=81)))
+    assert not any("lost" in line for line in format_summary(dict(s, board_samples=82)))
+    assert format_summary(dict(s, board_samples=84))[-1] == \
+        "  the board sent 84 samples, 82 arrived: lines were lost on the way"
