@@ -293,7 +293,9 @@ def test_the_same_loop_on_cpython_paced_by_speed(broker, storm, tmp_path):
         assert sub.wait(lambda: sub.first_seen() >= done["seq"])
         node.client.disconnect()
     last_t = max(json.loads(ln)["t"] for ln in short.read_text().splitlines()[1:] if '"s"' in ln)
-    assert (last_t - first_t) / 250 / 1000 - 0.05 <= wall < 5
+    # Never faster than the pace; and paced, not played in real time (300 s):
+    # the upper bound is generous, for a machine busy with other work.
+    assert (last_t - first_t) / 250 / 1000 - 0.05 <= wall < 60
     got = [(s, {k: v for k, v in p.items() if k != "seq"}) for s, p, _d in sub.data() if s != "health"]
     assert got == [(topic, payload) for _t, topic, payload in reference]
 
