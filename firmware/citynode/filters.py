@@ -1,7 +1,9 @@
 """Small integer building blocks shared by the detectors.
 
 Every time constant is in milliseconds of the sample clock, never in a
-count of samples, so a recording made at 1 Hz and one at 10 Hz behave alike.
+count of samples, so a recording made at 1 Hz and one at 10 Hz behave alike
+(`Stuck`, the drivers' check of a part's own readings, counts reads: a
+working part's noise differs from one conversion to the next).
 """
 
 from citynode import ticks
@@ -183,3 +185,23 @@ class FaultWatch:
             self.events.append({"t": t, "kind": "fault", "sensor": self.sensor,
                                 "fault": self.active, "active": False})
             self.active = None
+
+
+class Stuck:
+    """A part that repeats itself: `seen(reading)` is True from the
+    `after`-th identical reading in a row (the first one counted) until a
+    different one comes; `after` 0 or None: never. `reading` must not be
+    changed afterwards by its owner (a tuple, not a reused buffer)."""
+
+    def __init__(self, after):
+        self.after = after
+        self.run = 0
+        self._last = None
+
+    def seen(self, reading):
+        if reading == self._last:
+            self.run += 1
+        else:
+            self._last = reading
+            self.run = 1
+        return bool(self.after) and self.run >= self.after

@@ -1,7 +1,8 @@
 """A02YYUW (UART) driver against the byte-stream emulator.
 MicroPython-compatible: plain functions and asserts."""
 
-from citynode.drivers.a02yyuw import A02YYUW, A02YYUWError
+from citynode.drivers import DriverError
+from citynode.drivers.a02yyuw import A02YYUW
 from host_tools.emulators.uart import A02YYUWStream, frame
 
 
@@ -13,10 +14,10 @@ def make(u, **kw):
 def error_of(sonar):
     try:
         sonar.read_mm()
-    except A02YYUWError as e:
+    except DriverError as e:
         assert isinstance(e, OSError)
-        assert str(e) == e.reason
-        return e.reason
+        assert str(e) == e.fault
+        return e.fault
     raise AssertionError("read_mm did not raise")
 
 
@@ -157,7 +158,7 @@ def test_a_frame_cut_between_two_reads_is_joined():
 def test_silence_raises_silent_and_samples_no_answer():
     u = A02YYUWStream()
     sonar = make(u)
-    assert error_of(sonar) == "silent"
+    assert error_of(sonar) == "no_answer"
     assert u.now_ms == 300
     u.silence(30)
     assert sonar.sample() == {"fault": "no_answer"}

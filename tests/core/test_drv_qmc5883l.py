@@ -2,7 +2,8 @@
 included. Plain asserts in the subset MicroPython shares: pytest runs these
 on CPython and tests/mp_runner.py inside MicroPython."""
 
-from citynode.drivers.qmc5883l import QMC5883L, QMC5883LError
+from citynode.drivers import DriverError
+from citynode.drivers.qmc5883l import QMC5883L
 from host_tools.emulators.i2c import I2CBus
 from host_tools.emulators.qmc5883l import ADDRESS, DOR, DRDY, OVL, REG_CTRL1, REG_STATUS, QMC5883LDevice
 
@@ -17,7 +18,7 @@ def _node(**settings):
 def _init_error(bus):
     try:
         QMC5883L(bus)
-    except QMC5883LError as e:
+    except DriverError as e:
         return e
     raise AssertionError("QMC5883L() did not raise")
 
@@ -25,7 +26,7 @@ def _init_error(bus):
 def _raw_error(drv):
     try:
         drv.read_raw()
-    except QMC5883LError as e:
+    except DriverError as e:
         return e
     raise AssertionError("read_raw() did not raise")
 

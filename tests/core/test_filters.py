@@ -1,4 +1,4 @@
-from citynode.filters import Dwell, FaultWatch, follow, smooth
+from citynode.filters import Dwell, FaultWatch, Stuck, follow, smooth
 
 
 def test_follow_closes_most_of_the_gap_in_a_few_time_constants():
@@ -120,3 +120,12 @@ def test_a_single_faulted_reading_is_not_a_fault():
     f.fault(0, "no_echo")
     f.ok(1000)
     assert events == []
+
+
+def test_stuck_counts_identical_readings_in_a_row_from_the_first():
+    s = Stuck(3)
+    assert [s.seen(r) for r in [(1, 2), (1, 2), (1, 2), (1, 2), (1, 3), (1, 3)]] == \
+        [False, False, True, True, False, False]
+    assert s.run == 2
+    never = Stuck(0)
+    assert not any(never.seen(7) for _ in range(100))

@@ -30,29 +30,21 @@ only the bytes `any()` reported; a backlog longer than `max_frames` frames
 is skipped unparsed (only the newest frames matter). The buffer is
 allocated once.
 
-Faults, as `A02YYUWError.reason` and in `sample()`:
-    silent / no_answer  no byte at all within `timeout_ms`
-    bad_frames          bytes came, but not one valid frame
+Faults, as `DriverError.fault` and in `sample()`:
+    no_answer   no byte at all within `timeout_ms`
+    bad_frames  bytes came, but not one valid frame
 
 Runs unchanged under MicroPython and CPython.
 """
 
 
-from citynode.drivers import const
+from citynode.drivers import DriverError, const
 from citynode.drivers import sleep_ms as default_sleep_ms
 
 _HEADER = const(0xFF)
 _FRAME = const(4)
 _POLL_MS = const(10)  # a 4-byte frame takes 4.2 ms at 9600 baud
 _MAX_MM = const(4500)
-
-
-class A02YYUWError(OSError):
-    """No distance from the part; `reason` is "silent" or "bad_frames"."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class A02YYUW:
@@ -78,7 +70,7 @@ class A02YYUW:
 
     def read_mm(self):
         """The newest distance in mm, or None when the newest frame says the
-        part sees nothing (0 or above `max_mm`). Raises A02YYUWError."""
+        part sees nothing (0 or above `max_mm`). Raises DriverError."""
         self._found = False
         heard = False
         for i in range(self._polls):
@@ -88,7 +80,7 @@ class A02YYUW:
                 heard = True
                 if self._found:
                     return self._mm
-        raise A02YYUWError("bad_frames" if heard else "silent")
+        raise DriverError("bad_frames" if heard else "no_answer")
 
     def burst(self, n=5):
         """`n` readings in mm, one per fresh frame, None for a missing one.
@@ -101,9 +93,9 @@ class A02YYUW:
         for _ in range(n):
             try:
                 mm = self.read_mm()
-            except A02YYUWError as e:
+            except DriverError as e:
                 out.append(None)
-                if e.reason == "silent":
+                if e.fault == "no_answer":
                     break
                 self._garbled += 1
             else:

@@ -14,8 +14,11 @@ answer), `out_of_range` (a value no working part reports),
 
 import sys
 
+from citynode.drivers import DriverError
+from citynode.filters import Stuck
+
 ADDRESS = 0x77
-STUCK_AFTER = 60
+STUCK_AFTER = 60  # identical readings in a row: a working part's noise moves its last digits
 MODE_NORMAL = 0x03
 
 # What a working BME280 can report (datasheet operating range).
@@ -92,8 +95,8 @@ def env_sample(temp_c, pressure_pa, humidity_pct):
 
 class BME280:
     """A BME280 on `i2c`: a CircuitPython `busio.I2C`, or anything with the
-    `machine.I2C` calls (wrapped in `BusioI2C`). Raises OSError if no BME280
-    answers at `address` (errno 19, ENODEV, as machine.I2C does).
+    `machine.I2C` calls (wrapped in `BusioI2C`). Raises DriverError
+    (`no_answer`, an OSError) if no BME280 answers at `address`.
     `stuck_after` identical readings in a row are a fault (0: never)."""
 
     def __init__(self, i2c, address=ADDRESS, stuck_after=STUCK_AFTER):
@@ -108,10 +111,8 @@ class BME280:
             # and a part stuck "measuring" would starve the watchdog.
             self._part.mode = MODE_NORMAL
         except (RuntimeError, ValueError) as e:
-            raise OSError(19, "no BME280 at 0x%02x: %s" % (address, e)) from None
-        self.stuck_after = stuck_after
-        self._last = None
-        self._same = 0
+            raise DriverError("no_answer", "no BME280 at 0x%02x: %s" % (address, e)) from None
+        self.stuck = Stuck(stuck_after)
         self.stats = {"reads": 0, "faults": 0}
 
     def read(self):
@@ -131,14 +132,8 @@ class BME280:
         t_ok = TEMP_RANGE_C[0] <= t <= TEMP_RANGE_C[1]
         if not t_ok or not PRESSURE_RANGE_PA[0] <= pa <= PRESSURE_RANGE_PA[1]:
             return self._fault("out_of_range")
-        reading = (t, pa, rh)
-        if reading == self._last:
-            self._same += 1
-            if self.stuck_after and self._same >= self.stuck_after:
-                return self._fault("stuck")
-        else:
-            self._same = 0
-            self._last = reading
+        if self.stuck.seen((t, pa, rh)):
+            return self._fault("stuck")
         return env_sample(t, pa, rh)
 
     def _fault(self, name):

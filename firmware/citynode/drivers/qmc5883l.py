@@ -23,7 +23,8 @@ Runs unchanged under MicroPython and CPython.
 
 import struct
 
-from citynode.drivers import const, sleep_ms
+from citynode.drivers import DriverError, const, sleep_ms
+from citynode.filters import Stuck
 
 _ADDRESS = const(0x0D)
 _CHIP_ID = const(0xFF)
@@ -50,14 +51,6 @@ _LSB_PER_UT = (120, 30)  # 12000 and 3000 LSB/G, 1 G = 100 µT
 _ODRS_HZ = (10, 50, 100, 200)  # ODR
 _OSRS = (512, 256, 128, 64)  # OSR
 
-class QMC5883LError(OSError):
-    """A failed read or a missing part; `fault` is the name `sample()` reports."""
-
-    def __init__(self, msg, fault="no_answer"):
-        super().__init__(msg)
-        self.fault = fault
-
-
 def _field(name, value, allowed):
     if value not in allowed:
         raise ValueError("QMC5883L %s must be one of %s, not %r" % (name, allowed, value))
@@ -76,13 +69,11 @@ class QMC5883L:
         self.lsb_per_ut = _LSB_PER_UT[rng]
         self.range_gauss = range_gauss
         self.address = address
-        self.stuck_after = stuck_after  # 0 or None: no stuck-at detection
+        self.stuck = Stuck(stuck_after)  # 0 or None: no stuck-at detection
         self.stats = {"reads": 0, "faults": 0}
         self._i2c = i2c
         self._one = bytearray(1)
         self._buf = bytearray(6)
-        self._prev = bytearray(6)
-        self._run = 0  # how many readings in a row equal self._prev
         self._check_id()
         self.reset()
 
@@ -95,7 +86,7 @@ class QMC5883L:
         if what is None and self._one[0] != _CHIP_ID:
             what = "chip id 0x%02X" % self._one[0]
         if what is not None:
-            raise QMC5883LError("QMC5883L not found at 0x%02X (%s)" % (self.address, what))
+            raise DriverError("no_answer", "QMC5883L not found at 0x%02X (%s)" % (self.address, what))
 
     def reset(self):
         """Soft-reset the part and configure it (continuous mode); what
@@ -108,7 +99,7 @@ class QMC5883L:
         self._write(_REG_SET_RESET, _SET_RESET_PERIOD)
         self._write(_REG_CTRL1, self._ctrl1)
 
-    # --- bus access: every OSError becomes a QMC5883LError ("no_answer") ----
+    # --- bus access: every OSError becomes a DriverError ("no_answer") ----
 
     def _read_into(self, reg, buf):
         err = None
@@ -117,7 +108,7 @@ class QMC5883L:
         except OSError as e:
             err = _errno_of(e)
         if err is not None:
-            raise QMC5883LError("QMC5883L I2C error %s" % err)
+            raise DriverError("no_answer", "QMC5883L I2C error %s" % err)
 
     def _write(self, reg, value):
         self._one[0] = value
@@ -127,17 +118,17 @@ class QMC5883L:
         except OSError as e:
             err = _errno_of(e)
         if err is not None:
-            raise QMC5883LError("QMC5883L I2C error %s" % err)
+            raise DriverError("no_answer", "QMC5883L I2C error %s" % err)
 
     # --- readings -----------------------------------------------------------
 
     def read_raw(self):
-        """(x, y, z) in counts (ints). Raises QMC5883LError, whose `fault`
+        """(x, y, z) in counts (ints). Raises DriverError, whose `fault`
         names what went wrong; counts every read and fault in `stats`."""
         self.stats["reads"] += 1
         try:
             return self._read()
-        except QMC5883LError:
+        except DriverError:
             self.stats["faults"] += 1
             raise
 
@@ -151,20 +142,16 @@ class QMC5883L:
                 sleep_ms(_POLL_MS)
         else:
             self._restore_config()
-            raise QMC5883LError("data not ready", "not_ready")
+            raise DriverError("not_ready", "data not ready")
         status = st[0]
         buf = self._buf
         self._read_into(_REG_DATA, buf)  # one burst; clears DRDY
         if status & _OVL:
-            raise QMC5883LError("overflow", "overflow")
-        if buf == self._prev:
-            self._run += 1
-        else:
-            self._prev[:] = buf
-            self._run = 1
-        if self.stuck_after and self._run >= self.stuck_after:
-            raise QMC5883LError("stuck: %d identical readings" % self._run, "stuck")
-        return struct.unpack("<hhh", buf)
+            raise DriverError("overflow", "overflow")
+        xyz = struct.unpack("<hhh", buf)
+        if self.stuck.seen(xyz):
+            raise DriverError("stuck", "stuck: %d identical readings" % self.stuck.run)
+        return xyz
 
     def _restore_config(self):
         # A part that browned out comes back in standby and never sets DRDY:
@@ -177,7 +164,7 @@ class QMC5883L:
         """The core's sample: {"mag": [x, y, z]} in counts, or {"fault": name}."""
         try:
             x, y, z = self.read_raw()
-        except QMC5883LError as e:
+        except DriverError as e:
             return {"fault": e.fault}
         return {"mag": [x, y, z]}
 

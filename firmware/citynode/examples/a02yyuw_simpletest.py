@@ -13,7 +13,8 @@ import time
 
 from machine import UART
 
-from citynode.drivers.a02yyuw import A02YYUW, A02YYUWError
+from citynode.drivers import DriverError
+from citynode.drivers.a02yyuw import A02YYUW
 
 # UART2 on GPIO16 (RX, to the sensor's TX) and GPIO17 (TX, to the sensor's
 # RX): the ESP32-DevKitC defaults. The part talks at 9600 baud, 8N1. Its RX
@@ -28,8 +29,8 @@ while True:
     t0 = time.ticks_ms()
     try:
         mm = sonar.read_mm()
-    except A02YYUWError as e:
-        print("fault:", e.reason, " stats:", sonar.stats)
+    except DriverError as e:
+        print("fault:", e.fault, " stats:", sonar.stats)
     else:
         print("distance: %s mm" % ("-" if mm is None else mm), " stats:", sonar.stats)
     spent = time.ticks_diff(time.ticks_ms(), t0)

@@ -12,7 +12,8 @@ import time
 
 from machine import I2C, Pin
 
-from citynode.drivers.qmc5883l import QMC5883L, QMC5883LError
+from citynode.drivers import DriverError
+from citynode.drivers.qmc5883l import QMC5883L
 
 # I2C bus 0 on GPIO22 (SCL) and GPIO21 (SDA): the ESP32-DevKitC defaults.
 # Wired elsewhere? Change the pin numbers here (any free GPIO works on the
@@ -26,7 +27,7 @@ print("QMC5883L found, %d counts per uT" % mag.lsb_per_ut)
 while True:
     try:
         x, y, z = mag.read_raw()
-    except QMC5883LError as e:
+    except DriverError as e:
         print("fault:", e.fault, "-", e)
     else:
         k = mag.lsb_per_ut
