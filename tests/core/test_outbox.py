@@ -39,14 +39,32 @@ def _msg(i):
     return ("reading-%04d" % i).encode()
 
 
-def _take_all(box):
+def _send_all(box, budget=1 << 30, dups=None):
+    """Hand out up to `budget` records (not acknowledged); their data, and
+    their dup flags appended to `dups` if given."""
     out = []
-    while True:
-        data = box.peek()
-        if data is None:
-            return out
+
+    def take(data, dup):
         out.append(data)
-        box.ack()
+        if dups is not None:
+            dups.append(dup)
+        return True
+
+    box.send(take, budget)
+    return out
+
+
+def _deliver(box, budget=1 << 30):
+    """Hand out up to `budget` records, acknowledge them all and save the mark."""
+    out = _send_all(box, budget)
+    for _ in out:
+        assert box.ack()
+    box.flush()
+    return out
+
+
+def _take_all(box):
+    return _deliver(box)
 
 
 def test_records_come_back_in_order():
@@ -56,21 +74,100 @@ def test_records_come_back_in_order():
         box.append(_msg(i))
     assert box.pending() == 20 and len(box) == 20
     assert _take_all(box) == [_msg(i) for i in range(20)]
-    assert box.pending() == 0 and box.peek() is None
+    assert box.pending() == 0 and _send_all(box) == []
     assert not box.ack()
     _remove_folder(d)
 
 
-def test_peek_repeats_the_oldest_until_it_is_acked():
+def test_a_record_handed_out_stays_until_it_is_acked():
     d = _folder()
     box = Outbox(d)
-    assert box.peek() is None
+    assert _send_all(box) == []
     box.append(b"one")
     box.append(b"two")
-    assert box.peek() == b"one" and box.peek() == b"one"
-    assert box.ack()
-    assert box.peek() == b"two"
-    assert box.pending() == 1
+    assert _send_all(box, 1) == [b"one"]
+    assert box.pending() == 2 and box.unsent() == 1
+    assert _send_all(box) == [b"two"]  # handed out once, however often asked
+    assert _send_all(box) == []
+    assert box.ack() and box.pending() == 1 and box.unsent() == 0
+    assert box.ack() and box.pending() == 0
+    assert not box.ack()
+    _remove_folder(d)
+
+
+def test_after_a_reset_what_may_have_been_sent_comes_again_first_with_dup():
+    d = _folder()
+    box = Outbox(d, window=4)
+    for i in range(10):
+        box.append(_msg(i))
+    assert _send_all(box, 6) == [_msg(i) for i in range(6)]
+    box.ack()
+    box.ack()  # 0 and 1 acknowledged, in RAM only
+    box = Outbox(d, window=4)  # a reset
+    assert box.pending() == 10
+    dups = []
+    assert _send_all(box, dups=dups) == [_msg(i) for i in range(10)]
+    # The saved window reached 8 records past the saved mark (saved at 0 and
+    # at 4): those go with DUP, the rest as first attempts.
+    assert dups == [True] * 8 + [False] * 2
+    for _ in range(3):
+        box.ack()
+    box.flush()
+    box = Outbox(d, window=4)
+    dups = []
+    assert _send_all(box, dups=dups) == [_msg(i) for i in range(3, 10)]
+    assert dups == [True] * 7  # all of the rest had been handed out
+    _remove_folder(d)
+
+
+def test_the_state_is_saved_once_per_window_of_records():
+    d = _folder()
+    box = Outbox(d, segment_bytes=8192, window=16)
+    n = 160
+    for i in range(n):
+        box.append(_msg(i))
+        _send_all(box)  # handed out at once, acknowledged a few at a time
+        if i % 4 == 3:
+            for _ in range(4):
+                box.ack()
+    assert box.pending() == 0
+    assert box.writes == n + n // 16  # one append per record, one state save per 16
+    _remove_folder(d)
+
+
+def test_acks_of_records_dropped_with_a_full_log_move_nothing():
+    d = _folder()
+    box = Outbox(d, max_bytes=270, segment_bytes=90)  # 3 segments of 5 records
+    for i in range(15):
+        box.append(_msg(i))
+    assert _send_all(box, 7) == [_msg(i) for i in range(7)]
+    box.append(_msg(15))  # the oldest segment goes, with 5 records handed out
+    assert box.dropped == 0  # handed out: the client still has them
+    assert box.pending() == 2 + 8 + 1
+    for _ in range(5):
+        assert box.ack()  # the dropped ones
+    assert box.pending() == 11
+    box.ack()
+    box.ack()
+    assert box.pending() == 9
+    box.flush()
+    assert _take_all(Outbox(d, max_bytes=270, segment_bytes=90)) == [_msg(i) for i in range(7, 16)]
+    _remove_folder(d)
+
+
+def test_the_newest_record_stays_on_flash_once_acknowledged():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    assert box.last() is None
+    for i in range(12):
+        box.append(_msg(i))
+        assert box.last() == _msg(i)
+    _take_all(box)
+    assert box.last() == _msg(11) and len(_segments(d)) == 1
+    box = Outbox(d, segment_bytes=100)
+    assert box.last() == _msg(11) and box.pending() == 0
+    box.append(_msg(12))
+    assert _take_all(box) == [_msg(12)]
     _remove_folder(d)
 
 
@@ -109,9 +206,7 @@ def test_read_position_survives_a_reopen():
     box = Outbox(d)
     for i in range(10):
         box.append(_msg(i))
-    for _ in range(4):
-        box.peek()
-        box.ack()
+    _deliver(box, 4)
     box = Outbox(d)
     assert box.pending() == 6
     assert _take_all(box) == [_msg(i) for i in range(4, 10)]
@@ -145,8 +240,7 @@ def test_a_full_log_drops_the_oldest_whole_segment_and_counts_it():
     box.append(_msg(15))  # a 4th segment: the oldest goes, unread
     assert box.dropped == 5 and box.used() <= 270
     assert box.pending() == 11
-    box.peek()
-    box.ack()  # _msg(5) delivered; the other 4 of its segment are dropped next
+    _deliver(box, 1)  # _msg(5) delivered; the other 4 of its segment are dropped next
     for i in range(16, 21):
         box.append(_msg(i))
     assert box.dropped == 9 and box.used() <= 270
@@ -157,44 +251,44 @@ def test_a_full_log_drops_the_oldest_whole_segment_and_counts_it():
     _remove_folder(d)
 
 
-def test_drain_sends_at_most_its_budget():
+def test_send_hands_out_at_most_its_budget():
     d = _folder()
     box = Outbox(d)
     for i in range(10):
         box.append(_msg(i))
     sent = []
 
-    def send(data):
+    def send(data, dup):
         sent.append(data)
         return True
 
-    assert box.drain(send, 4) == 4
-    assert sent == [_msg(i) for i in range(4)] and box.pending() == 6
-    assert Outbox(d).pending() == 6  # saved at the end of the turn
-    assert box.drain(send, 100) == 6
-    assert sent == [_msg(i) for i in range(10)] and box.pending() == 0
-    assert box.drain(send, 5) == 0
+    assert box.send(send, 4) == 4
+    assert sent == [_msg(i) for i in range(4)] and box.unsent() == 6 and box.pending() == 10
+    assert box.send(send, 100) == 6
+    assert sent == [_msg(i) for i in range(10)] and box.unsent() == 0
+    assert box.send(send, 5) == 0
     _remove_folder(d)
 
 
-def test_drain_stops_at_the_first_failed_send_and_keeps_the_order():
+def test_send_stops_at_the_first_refusal_and_keeps_the_order():
     d = _folder()
     box = Outbox(d, segment_bytes=100)
     for i in range(12):
         box.append(_msg(i))
     tries = []
 
-    def send(data):
+    def send(data, dup):
         tries.append(data)
-        return len(tries) != 3  # the broker goes away on the third message
+        return len(tries) != 3  # the client refuses the third message
 
-    assert box.drain(send, 10) == 2
+    assert box.send(send, 10) == 2
     assert tries == [_msg(0), _msg(1), _msg(2)]
-    assert box.peek() == _msg(2)
+    assert _send_all(box, 1) == [_msg(2)]
+    box.ack()
+    box.ack()
+    box.flush()
     box = Outbox(d, segment_bytes=100)
-    got = []
-    assert box.drain(lambda data: got.append(data) is None, 50) == 10
-    assert got == [_msg(i) for i in range(2, 12)]
+    assert _send_all(box) == [_msg(i) for i in range(2, 12)]
     _remove_folder(d)
 
 
@@ -214,8 +308,7 @@ def test_a_power_cut_at_any_byte_of_the_last_record_loses_only_that_record():
     box = Outbox(d, segment_bytes=100)
     for i in range(13):  # 3 segments of 5, 5 and 3 records
         box.append(_msg(i))
-    box.peek()
-    box.ack()
+    _deliver(box, 1)
     last = d + "/" + _segments(d)[-1]
     whole = _read(last)
     rec = outbox.HEADER_LEN + len(_msg(12))
@@ -280,11 +373,11 @@ def test_appends_move_on_over_new_segment_files_and_delivered_ones_go():
         for name in _segments(d):
             seen[name] = True
         assert _take_all(box) == [_msg(turn * 7 + i) for i in range(7)]
-        assert _segments(d) == []  # all delivered: nothing left on flash
-    assert len(seen) >= 40 * 2  # each turn wrote to new files, never one file over and over
+        assert len(_segments(d)) == 1  # all delivered: only the newest segment is left
+    assert len(seen) == 40 * 7 // 5  # 5 records to a file, each file filled once, never rewritten
     box = Outbox(d, max_bytes=1000, segment_bytes=100)
-    box.append(b"x")
-    assert _segments(d)[0] not in seen  # the numbers go on after a reopen
+    box.append(_msg(999))  # the newest file is full: a new one
+    assert _segments(d)[-1] not in seen  # the numbers go on after a reopen
     _remove_folder(d)
 
 
@@ -293,8 +386,7 @@ def test_a_state_rename_cut_short_is_recovered_from_the_temporary_copy():
     box = Outbox(d, max_bytes=270, segment_bytes=90)
     for i in range(16):
         box.append(_msg(i))
-    box.peek()
-    box.ack()
+    _deliver(box, 1)
     assert box.dropped == 5
     os.rename(d + "/state", d + "/state.tmp")  # removed, not yet renamed, as on FAT
     box = Outbox(d, max_bytes=270, segment_bytes=90)
@@ -321,7 +413,7 @@ def test_a_nested_folder_is_made():
     d = _folder()
     box = Outbox(d + "/a/b/")
     box.append(b"x")
-    assert Outbox(d + "/a/b").peek() == b"x"
+    assert _send_all(Outbox(d + "/a/b")) == [b"x"]
     _remove_folder(d + "/a/b")
     _remove_folder(d + "/a")
     _remove_folder(d)
