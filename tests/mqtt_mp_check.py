@@ -78,12 +78,13 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     want = [(prefix + "/cmd/0", b"c0", False, False), (prefix + "/cmd/1", b"c1", False, False)]
     check("node receives qos0 and qos1", pump([node, sub], lambda: mine == want), mine)
 
-    # Sent but never acknowledged (the node goes before reading any PUBACK),
-    # then queued while disconnected: all resent, in order, after reconnecting.
+    # Sent but never acknowledged (the link drops before any PUBACK is read:
+    # no DISCONNECT), then queued while disconnected: all resent, in order,
+    # after reconnecting.
     seq = prefix + "/seq"
     for i in range(1, 6):
         node.publish(seq, str(i), qos=1)
-    node.disconnect()
+    node._close()
     check("disconnected", not node.connected)
     for i in range(6, 9):
         node.publish(seq, str(i), qos=1)
