@@ -12,6 +12,7 @@ failure. With --will it connects with a last will, prints READY and polls
 until it is killed.
 """
 
+import select
 import sys
 import time
 
@@ -94,6 +95,20 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     check("none lost, in order", pump([node, sub], lambda: first_seen(got, seq) == list(range(1, 9))),
           first_seen(got, seq))
     node.disconnect()
+
+    # A clean disconnect while a reply waits unread (the birth's PUBACK, or a
+    # PINGRESP): the broker closes the connection itself, every time.
+    closed = 0
+    for i in range(10):
+        bye = MQTTClient(prefix + "-bye", HOST, port, will_topic=prefix + "/bye/status")
+        bye.connect()
+        if i % 2:
+            bye._send(b"\xc0\x00", time.ticks_add(time.ticks_ms(), 2000))
+        ready = select.poll()
+        ready.register(bye._sock, select.POLLIN)
+        ready.poll(2000)
+        closed += bye.disconnect()
+    check("clean disconnect", closed == 10, closed)
 
     # A broker that goes silent after CONNACK: noticed within 1.5 x keepalive.
     dead = MQTTClient(prefix + "-dead", HOST, dead_port, keepalive=1, op_timeout_ms=1000)

@@ -742,7 +742,7 @@ def run_micropython(*args, timeout=60):
 MP_CHECKS = ["runtime", "subscribe qos1 granted", "connect", "birth online", "qos1 returns packet id",
              "qos1 acknowledged", "qos0 and qos1 delivered", "node subscribes qos0", "node subscribes qos1",
              "node receives qos0 and qos1", "disconnected", "kept while disconnected",
-             "resent and acknowledged", "none lost, in order", "dead peer noticed",
+             "resent and acknowledged", "none lost, in order", "clean disconnect", "dead peer noticed",
              "dead peer within 1.5 x keepalive", "poll bounded",
              "tls connects with the CA", "tls qos1 acknowledged", "tls refuses a wrong server name",
              "maintain reports failure", "backoff jittered", "packet ids wrap past 65535 and skip 0"]
