@@ -263,9 +263,12 @@ class MQTTClient:
                 raw, err = None, e
         if raw is None:
             raise err
-        nodelay = getattr(socket, "TCP_NODELAY", None)  # not every MicroPython port has it
-        if nodelay is not None:
-            raw.setsockopt(socket.IPPROTO_TCP, nodelay, 1)  # small packets go out at once, not after an ACK
+        # Small packets go out at once, not after the ACK of the one before
+        # (where the runtime has the constants: not every MicroPython port does).
+        nodelay = getattr(socket, "TCP_NODELAY", None)
+        tcp = getattr(socket, "IPPROTO_TCP", None)
+        if nodelay is not None and tcp is not None:
+            raw.setsockopt(tcp, nodelay, 1)
         self._raw = self._sock = self._tsock = raw
         if self.ssl_ca is not None:
             if self._ctx is None:

@@ -28,11 +28,13 @@ goes with DUP. QoS 1 resends may repeat a `seq` already seen.
 from the `seq` of the newest record in the outbox (kept on flash even
 once acknowledged), so numbers neither repeat nor skip across resets.
 
-What can still be lost (all counted):
-- the outbox drops its oldest whole segment when full (`dropped`);
+What can still be lost:
+- the outbox drops its oldest whole segment when full (counted in
+  `dropped`);
 - a message the outbox would not take (a flash write error, a payload too
-  large for a segment, a reset in the middle of the write) is counted in
-  `lost` (the last only as a number that is used again after the reset).
+  large for a segment) is counted in `lost`;
+- a message whose append a reset cuts short was never accepted: its
+  number goes to the next message after the reset.
 """
 
 import json

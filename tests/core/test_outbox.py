@@ -1,5 +1,6 @@
 import binascii
 import os
+import random
 import time
 
 from citynode import outbox
@@ -431,4 +432,97 @@ def test_a_record_spoilt_after_opening_gives_up_the_rest_of_its_segment():
     _write(first, bytes(data))
     assert _take_all(box) == [_msg(0), _msg(5), _msg(6)]
     assert box.recovered_bytes_lost == 4 * rec and box.pending() == 0
+    _remove_folder(d)
+
+
+class _Taker:
+    """A send callback that takes up to `room` records, keeping (data, dup)."""
+
+    def __init__(self, room):
+        self.room = room
+        self.got = []
+
+    def __call__(self, data, dup):
+        if len(self.got) >= self.room:
+            return False
+        self.got.append((data, dup))
+        return True
+
+
+def test_random_resets_lose_nothing_and_flag_every_resend():
+    """A seeded random walk: appends, records handed out and acknowledged a
+    few at a time, resets (the log reopened, all RAM lost), some in the
+    middle of an append (half a record on flash), some after a flush. Each
+    run hands out records consecutively, starting no later than the first
+    one the run before left unacknowledged and at most window + in flight
+    earlier; a record handed out in an earlier run comes with dup True (and
+    at most `window` records per run that were not come with it too); at
+    the end every record appended has been acknowledged."""
+    random.seed(4242)
+    d = _folder()
+    window, in_flight = 4, 6
+    box = Outbox(d, segment_bytes=120, window=window)
+    steps = 1500
+    appended = []  # ids whose append returned
+    first_run = bytearray(steps)  # id -> 1 + the run that first handed it out, 0 if none has
+    acked = bytearray(steps)  # id -> 1 once acknowledged
+    resent = 0
+    run = resets = 0
+    taken = []  # this run's ids handed out, not acknowledged
+    last_given = None  # the last id handed out in this run
+    first_unacked = 0  # the first id the run before left unacknowledged (0: none yet)
+    early_dups = 0  # this run's records flagged dup that no run had handed out
+    next_id = 0
+    for _ in range(steps):
+        op = random.getrandbits(5)
+        if op < 12:
+            box.append(_msg(next_id))
+            appended.append(next_id)
+            next_id += 1
+        elif op < 22:
+            take = _Taker(in_flight - len(taken))
+            box.send(take, 3)
+            for data, dup in take.got:
+                i = int(data[8:])
+                if last_given is None:
+                    assert first_unacked - window - in_flight <= i <= first_unacked, (i, first_unacked)
+                else:
+                    assert i == appended[appended.index(last_given) + 1]  # no skip, no going back
+                if first_run[i] and first_run[i] <= run:
+                    assert dup, i
+                    resent += 1
+                elif dup:
+                    early_dups += 1
+                    assert early_dups <= window
+                if not first_run[i]:
+                    first_run[i] = run + 1
+                taken.append(i)
+                last_given = i
+        elif op < 29:
+            for _ in range(min(len(taken), 1 + random.getrandbits(2))):
+                assert box.ack()
+                acked[taken.pop(0)] = 1
+        elif op == 29:
+            box.flush()
+        else:
+            if op == 31 and appended:  # a reset in the middle of an append
+                with open(d + "/" + _segments(d)[-1], "ab") as f:
+                    f.write(outbox.frame(_msg(next_id))[:1 + random.getrandbits(3)])
+                next_id += 1
+            first_unacked = next_id
+            for i in appended:
+                if not acked[i]:
+                    first_unacked = i
+                    break
+            box = Outbox(d, segment_bytes=120, window=window)
+            run += 1
+            resets += 1
+            taken = []
+            last_given = None
+            early_dups = 0
+    assert resets > 30 and resent > 100 and sum(1 for r in first_run if r) > 400
+    box = Outbox(d, segment_bytes=120, window=window)
+    for data in _take_all(box):
+        acked[int(data[8:])] = 1
+    assert [i for i in range(next_id) if acked[i]] == appended and box.dropped == 0
     _remove_folder(d)
