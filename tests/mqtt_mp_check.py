@@ -134,7 +134,7 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     check("tls connects with the CA", tls.connected)
     check("tls qos1 acknowledged", pump([tls, sub], lambda: tls.pending() == 0
                                         and (prefix + "/tls", b"secure", False, False) in got))
-    tls.disconnect()
+    check("tls clean disconnect", tls.disconnect())
 
     bad = MQTTClient(prefix + "-bad", HOST, bad_tls_port, ssl_ca=ca, server_hostname="localhost")
     try:

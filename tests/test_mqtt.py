@@ -716,7 +716,7 @@ def test_tls_connects_with_the_ca(broker, pki):
     assert isinstance(node._sock, ssl.SSLSocket)
     node.publish(topic, b"secure", qos=1)
     assert pump([node, sub], lambda: node.pending() == 0 and got == [(topic, b"secure", False, False)])
-    node.disconnect()
+    assert node.disconnect()  # the broker closed the connection: it had the DISCONNECT
     sub.disconnect()
 
 
@@ -744,7 +744,8 @@ MP_CHECKS = ["runtime", "subscribe qos1 granted", "connect", "birth online", "qo
              "node receives qos0 and qos1", "disconnected", "kept while disconnected",
              "resent and acknowledged", "none lost, in order", "clean disconnect", "dead peer noticed",
              "dead peer within 1.5 x keepalive", "poll bounded",
-             "tls connects with the CA", "tls qos1 acknowledged", "tls refuses a wrong server name",
+             "tls connects with the CA", "tls qos1 acknowledged", "tls clean disconnect",
+             "tls refuses a wrong server name",
              "maintain reports failure", "backoff jittered", "packet ids wrap past 65535 and skip 0"]
 
 
