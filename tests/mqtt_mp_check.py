@@ -171,6 +171,7 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
 def will(port, topic):
     node = MQTTClient("mp-will-" + topic.replace("/", "-"), HOST, port, will_topic=topic, keepalive=30)
     node.connect()
+    pump([node], lambda: node.pending() == 0, 5000)  # the birth is at the broker, retained
     print("READY")
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < 20000:

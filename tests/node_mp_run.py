@@ -12,7 +12,7 @@ one the publisher is serviced, then the script sleeps `--pace-ms`. At the
 end it services the publisher until the outbox and the client's in-flight
 table are empty (at most `--settle-s` seconds) and prints one line,
 `DONE {json}`: the publisher's counters, `settled`, and the sample counts.
-Then it saves the outbox's mark and disconnects, or with `--linger` keeps
+Then it disconnects and saves the outbox's mark, or with `--linger` keeps
 the connection alive until it is killed.
 
 For the power-cut test: `--trace` prints `BOOT {json}` (what the outbox
@@ -160,8 +160,8 @@ def main(argv):
         while True:
             pub.service()
             time.sleep_ms(20)
-    pub.flush()
     client.disconnect()
+    pub.flush()
 
 
 main(sys.argv[1:])

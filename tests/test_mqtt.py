@@ -323,6 +323,7 @@ def test_will_offline_retained_when_the_connection_dies(broker, relay):
     status = unique("will") + "/status"
     node = MQTTClient(unique("will"), HOST, relay.port, will_topic=status)
     node.connect()
+    assert pump([node], lambda: node.pending() == 0)  # the birth is at the broker (it goes through a relay)
     live, got = listener(broker.port, status)
     assert pump([node, live], lambda: (status, b"online", True, False) in got)  # birth, retained
     relay.drop()  # the node's connection dies without DISCONNECT

@@ -222,8 +222,8 @@ class Node:
         kept = {"core": snapshot(self.core, base), "seq": self.publisher.seq, "health": self.next_health}
         base = None
         self.hal.save_state(json.dumps(kept, separators=(",", ":")).encode())
-        self.publisher.flush()  # nothing acknowledged is sent again after the wake
         self.client.disconnect()
+        self.publisher.flush()  # nothing acknowledged is sent again after the wake
         self.hal.sleep(left - WAKE_LEAD_MS)
 
     # ---- commands
@@ -337,8 +337,8 @@ class Node:
     def _reboot_if_asked(self):
         if self.reboot_requested:
             self.settle(REBOOT_SETTLE_MS)  # the ack goes out first
-            self.publisher.flush()
             self.client.disconnect()
+            self.publisher.flush()
             self.hal.reboot()
 
     def settle(self, timeout_ms=SETTLE_MS):

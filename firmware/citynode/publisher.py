@@ -116,8 +116,8 @@ class Publisher:
         return self._pump()
 
     def flush(self):
-        """Save the outbox's mark now (before a deep sleep or a reboot), so
-        that nothing acknowledged is sent again after it."""
+        """Save the outbox's mark now (after the last PUBACK, before a deep
+        sleep or a reboot), so that nothing acknowledged is sent again."""
         self._pump()
         self.outbox.flush()
 
