@@ -143,13 +143,19 @@ class Outbox:
                 pass
         return [0, 0, 0, 0]
 
-    def _save(self):
+    def _save(self, cover=None):
+        """Write the state file: the mark as it is now, and `cover` (default:
+        the window as it is) records past it that may be handed out; the
+        window counts only once it is on flash."""
+        if cover is None:
+            cover = self._cover
         rseg = self._segs[0] if self._segs else self._next
         tmp = self.folder + "/state.tmp"
         with open(tmp, "w") as f:
-            f.write("%d %d %d %d\n" % (rseg, self._roff, self.dropped, self._cover))
+            f.write("%d %d %d %d\n" % (rseg, self._roff, self.dropped, cover))
         self.writes += 1
         _replace(tmp, self.folder + "/state")
+        self._cover = cover
         self._saved = True
 
     def _open(self):
@@ -357,8 +363,7 @@ class Outbox:
                 break
             k = len(self._taken)
             if k >= self._cover:
-                self._cover = k + self.window
-                self._save()
+                self._save(k + self.window)
             if not fn(head[0], k < self._resend):
                 break
             self._taken.append((self._sseg, head[1]))

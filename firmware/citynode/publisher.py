@@ -117,9 +117,13 @@ class Publisher:
 
     def flush(self):
         """Save the outbox's mark now (after the last PUBACK, before a deep
-        sleep or a reboot), so that nothing acknowledged is sent again."""
+        sleep or a reboot), so that nothing acknowledged is sent again.
+        A flash failure is not raised: the cost is repeats after the reset."""
         self._pump()
-        self.outbox.flush()
+        try:  # noqa: SIM105 - MicroPython has no contextlib
+            self.outbox.flush()
+        except OSError:
+            pass
 
     def counters(self):
         """The figures for the node's health payload."""
@@ -135,12 +139,18 @@ class Publisher:
                 return
 
     def _pump(self):
+        """Move the outbox's mark past what the broker acknowledged, then hand
+        out what fits. A flash failure (saving the state) hands out nothing
+        more this turn; it is tried again at the next."""
         taken = self._taken
-        while taken and taken[0][1]:
-            taken.pop(0)
-            self.outbox.ack()
-        if self.client.connected and self.outbox.unsent():
-            return self.outbox.send(self._forward, self.budget)
+        try:
+            while taken and taken[0][1]:
+                taken.pop(0)
+                self.outbox.ack()
+            if self.client.connected and self.outbox.unsent():
+                return self.outbox.send(self._forward, self.budget)
+        except OSError:
+            pass
         return 0
 
     def _forward(self, data, dup):
@@ -166,11 +176,11 @@ class Publisher:
 
     def _last_seq(self):
         """The `seq` of the newest record in the outbox, or 0."""
-        data = self.outbox.last()
-        if data is None:
-            return 0
         try:
+            data = self.outbox.last()
+            if data is None:
+                return 0
             seq = json.loads(decode(data)[1])["seq"]
-        except (ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):
             return 0
         return seq if type(seq) is int else 0

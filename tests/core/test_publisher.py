@@ -348,3 +348,31 @@ def test_a_flash_failure_is_counted_not_raised():
     pub = Publisher(client, BrokenBox(), SITE, NODE)
     pub.publish(0, "water", _water(1))
     assert pub.lost == 1 and pub.seq == 1
+
+
+class _FailingSaves(Outbox):
+    """An outbox whose state file cannot be written while `broken` is set."""
+
+    broken = False
+
+    def _save(self, cover=None):
+        if self.broken:
+            raise OSError("flash worn out")
+        Outbox._save(self, cover)
+
+
+def test_a_state_file_that_cannot_be_saved_holds_messages_back_not_raised():
+    d = _folder()
+    try:
+        box = _FailingSaves(d, window=4)
+        client = FakeClient()
+        pub = Publisher(client, box, SITE, NODE)
+        box.broken = True
+        for i in range(3):
+            pub.publish(0, "water", _water(i))  # stored; handing out needs the window saved first
+        assert client.sent == [] and box.unsent() == 3 and pub.lost == 0
+        pub.flush()
+        box.broken = False
+        assert pub.service() == 3 and client.seqs() == [1, 2, 3]
+    finally:
+        _remove_folder(d)
