@@ -12,6 +12,7 @@ failure. With --will it connects with a last will, prints READY and polls
 until it is killed.
 """
 
+import select
 import sys
 import time
 
@@ -78,12 +79,13 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     want = [(prefix + "/cmd/0", b"c0", False, False), (prefix + "/cmd/1", b"c1", False, False)]
     check("node receives qos0 and qos1", pump([node, sub], lambda: mine == want), mine)
 
-    # Sent but never acknowledged (the node goes before reading any PUBACK),
-    # then queued while disconnected: all resent, in order, after reconnecting.
+    # Sent but never acknowledged (the link drops before any PUBACK is read:
+    # no DISCONNECT), then queued while disconnected: all resent, in order,
+    # after reconnecting.
     seq = prefix + "/seq"
     for i in range(1, 6):
         node.publish(seq, str(i), qos=1)
-    node.disconnect()
+    node._close()
     check("disconnected", not node.connected)
     for i in range(6, 9):
         node.publish(seq, str(i), qos=1)
@@ -93,6 +95,20 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     check("none lost, in order", pump([node, sub], lambda: first_seen(got, seq) == list(range(1, 9))),
           first_seen(got, seq))
     node.disconnect()
+
+    # A clean disconnect while a reply waits unread (the birth's PUBACK, or a
+    # PINGRESP): the broker closes the connection itself, every time.
+    closed = 0
+    for i in range(10):
+        bye = MQTTClient(prefix + "-bye", HOST, port, will_topic=prefix + "/bye/status")
+        bye.connect()
+        if i % 2:
+            bye._send(b"\xc0\x00", time.ticks_add(time.ticks_ms(), 2000))
+        ready = select.poll()
+        ready.register(bye._sock, select.POLLIN)
+        ready.poll(2000)
+        closed += bye.disconnect()
+    check("clean disconnect", closed == 10, closed)
 
     # A broker that goes silent after CONNACK: noticed within 1.5 x keepalive.
     dead = MQTTClient(prefix + "-dead", HOST, dead_port, keepalive=1, op_timeout_ms=1000)
@@ -118,7 +134,7 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
     check("tls connects with the CA", tls.connected)
     check("tls qos1 acknowledged", pump([tls, sub], lambda: tls.pending() == 0
                                         and (prefix + "/tls", b"secure", False, False) in got))
-    tls.disconnect()
+    check("tls clean disconnect", tls.disconnect())
 
     bad = MQTTClient(prefix + "-bad", HOST, bad_tls_port, ssl_ca=ca, server_hostname="localhost")
     try:
@@ -155,6 +171,7 @@ def main(port, rec_port, dead_port, tls_port, bad_tls_port, ca_path, prefix):
 def will(port, topic):
     node = MQTTClient("mp-will-" + topic.replace("/", "-"), HOST, port, will_topic=topic, keepalive=30)
     node.connect()
+    pump([node], lambda: node.pending() == 0, 5000)  # the birth is at the broker, retained
     print("READY")
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < 20000:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from citynode import mqtt
+from citynode import mqtt, ticks
 from citynode.mqtt import MQTTClient, MQTTError
 from host_tools import mpy
 from host_tools.mosquitto import HOST, Broker, free_port, make_pki
@@ -323,6 +323,7 @@ def test_will_offline_retained_when_the_connection_dies(broker, relay):
     status = unique("will") + "/status"
     node = MQTTClient(unique("will"), HOST, relay.port, will_topic=status)
     node.connect()
+    assert pump([node], lambda: node.pending() == 0)  # the birth is at the broker (it goes through a relay)
     live, got = listener(broker.port, status)
     assert pump([node, live], lambda: (status, b"online", True, False) in got)  # birth, retained
     relay.drop()  # the node's connection dies without DISCONNECT
@@ -343,6 +344,78 @@ def test_disconnect_leaves_offline_retained(broker):
     late, got = listener(broker.port, status)
     assert pump([late], lambda: got == [(status, b"offline", True, False)])
     late.disconnect()
+
+
+DISCONNECTS = 100
+
+
+def test_a_clean_disconnect_never_publishes_the_will(broker):
+    """DISCONNECTS sessions, each ended by disconnect() while a reply waits
+    unread in the node's socket: the PUBACK of the birth message, or (every
+    other time) the PINGRESP to a PINGREQ sent just before. A socket closed
+    with unread bytes is reset, and the reset would take the DISCONNECT
+    with it. Every time the broker must close the connection itself (it had
+    the DISCONNECT), and a subscriber sees `online` then the clean
+    `offline` of each session, never a will."""
+    prefix = unique("bye")
+    got = []
+    watcher = MQTTClient(unique("watch"), HOST, broker.port)
+    watcher.on_message = lambda topic, payload, retained, dup: got.append((topic, payload))
+    watcher.connect()
+    # QoS 0: the broker's QoS 1 in-flight window to the watcher cannot hold
+    # back one message behind another.
+    assert watcher.subscribe(prefix + "/+/status", 0) == 0
+    closed = []
+    for i in range(DISCONNECTS):
+        status = "%s/%d/status" % (prefix, i)
+        node = MQTTClient("%s-%d" % (prefix, i), HOST, broker.port, will_topic=status)
+        node.connect()
+        if i % 2:  # a PINGREQ, as poll() sends it when due
+            node._send(b"\xc0\x00", ticks.add(ticks.now_ms(), 5000))
+        # Wait for the reply (the PUBACK, the PINGRESP) to be in the socket, unread.
+        assert select.select([node._sock], [], [], 5)[0]
+        closed.append(node.disconnect())
+        assert not node.connected
+        watcher.poll()
+    assert closed == [True] * DISCONNECTS
+    # The broker publishes each session's messages in order; the sentinel
+    # comes after the last of them.
+    sentinel = MQTTClient(unique("sentinel"), HOST, broker.port)
+    sentinel.connect()
+    sentinel.publish(prefix + "/end/status", b"end", qos=1)
+    assert pump([sentinel, watcher], lambda: (prefix + "/end/status", b"end") in got, timeout=10)
+    sentinel.disconnect()
+    watcher.disconnect()
+    want = []
+    for i in range(DISCONNECTS):
+        want += [("%s/%d/status" % (prefix, i), b"online"), ("%s/%d/status" % (prefix, i), b"offline")]
+    assert got == want + [(prefix + "/end/status", b"end")]
+
+
+def test_subscriptions_are_in_place_before_the_birth_message(broker, relay):
+    """After a reconnect (clean session: the broker forgot the
+    subscription), a controller that sends a command as soon as it sees
+    `online` reaches the node: on the wire the SUBSCRIBE goes before the
+    birth, and the client waits for its SUBACK in between."""
+    prefix = unique("birth")
+    status, cmd = prefix + "/status", prefix + "/cmd/x"
+    controller = MQTTClient(unique("controller"), HOST, broker.port)
+    controller.on_message = lambda topic, payload, retained, dup: (
+        payload == b"online" and not retained and controller.publish(cmd, b"go", qos=1))
+    controller.connect()
+    assert controller.subscribe(status, 1) == 1
+    node = MQTTClient(unique("node"), HOST, relay.port, will_topic=status)
+    got = collect(node)
+    node.subscribe(prefix + "/cmd/+", 1)
+    for attempt in range(2):  # the first connection, and a reconnect after the link died
+        del got[:]
+        node.connect()
+        assert pump([node, controller], lambda: (cmd, b"go", False, False) in got, timeout=5), attempt
+        kinds = [first >> 4 for first, _body in packets(relay.conns[attempt].c2s)]
+        assert kinds[:3] == [1, 8, 3], kinds  # CONNECT, SUBSCRIBE, then the birth PUBLISH
+        relay.drop()
+        assert pump([node], lambda: not node.connected)
+    controller.disconnect()
 
 
 # ---- publish, subscribe
@@ -644,7 +717,7 @@ def test_tls_connects_with_the_ca(broker, pki):
     assert isinstance(node._sock, ssl.SSLSocket)
     node.publish(topic, b"secure", qos=1)
     assert pump([node, sub], lambda: node.pending() == 0 and got == [(topic, b"secure", False, False)])
-    node.disconnect()
+    assert node.disconnect()  # the broker closed the connection: it had the DISCONNECT
     sub.disconnect()
 
 
@@ -670,9 +743,10 @@ def run_micropython(*args, timeout=60):
 MP_CHECKS = ["runtime", "subscribe qos1 granted", "connect", "birth online", "qos1 returns packet id",
              "qos1 acknowledged", "qos0 and qos1 delivered", "node subscribes qos0", "node subscribes qos1",
              "node receives qos0 and qos1", "disconnected", "kept while disconnected",
-             "resent and acknowledged", "none lost, in order", "dead peer noticed",
+             "resent and acknowledged", "none lost, in order", "clean disconnect", "dead peer noticed",
              "dead peer within 1.5 x keepalive", "poll bounded",
-             "tls connects with the CA", "tls qos1 acknowledged", "tls refuses a wrong server name",
+             "tls connects with the CA", "tls qos1 acknowledged", "tls clean disconnect",
+             "tls refuses a wrong server name",
              "maintain reports failure", "backoff jittered", "packet ids wrap past 65535 and skip 0"]
 
 

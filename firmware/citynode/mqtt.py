@@ -29,6 +29,10 @@ class MQTTError(OSError):
     unexpected packet, a timeout, the peer gone, the queue full."""
 
 
+class _Closed(MQTTError):
+    """The broker closed the connection."""
+
+
 def _utf8(s):
     """An MQTT string: two length bytes, then the bytes."""
     if isinstance(s, str):
@@ -83,6 +87,7 @@ class MQTTClient:
         self.ack_timeout_ms = ack_timeout_ms  # a PUBACK this late: the connection is broken
         self.max_packet = max_packet  # larger incoming PUBLISH payloads are skipped (delivered as None)
         self.on_message = None  # on_message(topic, payload_bytes or None if too large, retained, dup)
+        self.on_puback = None  # on_puback(packet id): a QoS 1 message the broker has acknowledged
         self.connected = False
         self.session_present = False
         self.last_error = None  # why the last connection failed or ended
@@ -105,9 +110,9 @@ class MQTTClient:
     # ---- public API
 
     def connect(self):
-        """Open the connection, send CONNECT, wait for CONNACK, publish the
-        birth message, resend unacknowledged QoS 1 messages and subscribe
-        again. Raises on failure (and schedules the next attempt)."""
+        """Open the connection, send CONNECT, wait for CONNACK, subscribe
+        again, then publish the birth message and resend unacknowledged QoS 1
+        messages. Raises on failure (and schedules the next attempt)."""
         self._close()
         end = ticks_add(ticks_ms(), self.op_timeout_ms)
         try:
@@ -132,22 +137,36 @@ class MQTTClient:
 
     def disconnect(self):
         """Publish "offline" (retained, QoS 0) to the status topic, send
-        DISCONNECT and close. Unacknowledged QoS 1 messages stay queued."""
+        DISCONNECT, then read (acting on PUBACKs, dropping anything else)
+        until the broker closes the connection, at most `op_timeout_ms`, and
+        only then close. Closing a socket with unread bytes resets the
+        connection, and a reset can destroy the DISCONNECT before the broker
+        has read it: the broker would then publish the will. Unacknowledged
+        QoS 1 messages stay queued. Returns True when the broker closed the
+        connection (it had the DISCONNECT), else False."""
+        closed = False
         if self.connected:
             end = ticks_add(ticks_ms(), self.op_timeout_ms)
-            try:  # noqa: SIM105 - MicroPython has no contextlib
+            try:
                 if self.will_topic:
                     self._send(_publish_packet(_as_bytes(self.will_topic), b"offline", 0, True, 0, 0), end)
                 self._send(b"\xe0\x00", end)
-            except OSError:
+                while True:
+                    self._handle(self._read(end))
+            except _Closed:
+                closed = True
+            except (OSError, ValueError):
                 pass
         self._close()
         self._next = ticks_ms()
+        return closed
 
-    def publish(self, topic, payload, qos=0, retain=False):
+    def publish(self, topic, payload, qos=0, retain=False, dup=False):
         """QoS 0: sent now if connected, else dropped; returns None.
         QoS 1: queued until PUBACK (sent now if connected, else at the next
-        connect); returns the packet id."""
+        connect); returns the packet id. `dup`: the message may have been
+        sent before (by this node before a reset), so even its first
+        transmission from here carries DUP."""
         topic = _as_bytes(topic)
         payload = _as_bytes(payload)
         if qos == 0:
@@ -158,7 +177,7 @@ class MQTTClient:
             raise ValueError("qos must be 0 or 1")
         if len(self._inflight) >= self.max_pending:
             raise MQTTError("%d messages await PUBACK" % len(self._inflight))
-        entry = [self._new_pid(), topic, payload, retain, False, None]
+        entry = [self._new_pid(), topic, payload, retain, bool(dup), None]
         self._inflight.append(entry)
         if self.connected:
             self._guard(self._send_entry, entry)
@@ -244,6 +263,12 @@ class MQTTClient:
                 raw, err = None, e
         if raw is None:
             raise err
+        # Small packets go out at once, not after the ACK of the one before
+        # (where the runtime has the constants: not every MicroPython port does).
+        nodelay = getattr(socket, "TCP_NODELAY", None)
+        tcp = getattr(socket, "IPPROTO_TCP", None)
+        if nodelay is not None and tcp is not None:
+            raw.setsockopt(tcp, nodelay, 1)
         self._raw = self._sock = self._tsock = raw
         if self.ssl_ca is not None:
             if self._ctx is None:
@@ -278,6 +303,13 @@ class MQTTClient:
         return _packet(0x10, head + body)
 
     def _after_connect(self, end):
+        # Subscriptions first: whoever answers the birth message with a
+        # command finds the node already subscribed.
+        for sub in list(self._subs):
+            if self.session_present and sub[2]:
+                continue  # a kept session keeps what the broker acknowledged
+            if self._subscribe(sub[0], sub[1], end) == 0x80:
+                self.last_error = MQTTError("subscription to %s refused" % sub[0].decode())
         if self.will_topic:
             topic = _as_bytes(self.will_topic)
             # An older birth still unacknowledged would only repeat this one.
@@ -285,11 +317,6 @@ class MQTTClient:
             self._inflight.insert(0, [self._new_pid(), topic, b"online", True, False, None])
         for entry in list(self._inflight):
             self._send_entry(entry, end)
-        for sub in list(self._subs):
-            if self.session_present and sub[2]:
-                continue  # a kept session keeps what the broker acknowledged
-            if self._subscribe(sub[0], sub[1], end) == 0x80:
-                self.last_error = MQTTError("subscription to %s refused" % sub[0].decode())
 
     def _close(self):
         for s in (self._sock, self._raw):
@@ -406,11 +433,18 @@ class MQTTClient:
                 raise MQTTError("malformed PUBLISH")
             pid = ((body[i - 2] << 8) | body[i - 1]) if qos else 0
             payload = body[i:] if whole else None
-            return (body[2:2 + n].decode(), payload, bool(first & 1), bool(first & 8), pid)
+            try:
+                topic = body[2:2 + n].decode()
+            except UnicodeError:
+                raise MQTTError("PUBLISH topic is not UTF-8") from None
+            return (topic, payload, bool(first & 1), bool(first & 8), pid)
         if kind == 4 and len(body) == 2:  # PUBACK
-            i = self._find((body[0] << 8) | body[1])
+            pid = (body[0] << 8) | body[1]
+            i = self._find(pid)
             if i >= 0:
                 self._inflight.pop(i)
+                if self.on_puback:
+                    self.on_puback(pid)
         elif kind == 9 and len(body) >= 3:  # SUBACK
             self._suback = ((body[0] << 8) | body[1], body[2])
         elif first != 0xD0:  # PINGRESP needs nothing: its arrival is the point
@@ -479,7 +513,7 @@ class MQTTClient:
             self._tsock.settimeout(self._left(end) / 1000)
             chunk = self._sock.recv(n - len(buf))
             if not chunk:
-                raise MQTTError("connection closed by the broker")
+                raise _Closed("connection closed by the broker")
             buf += chunk
         return buf
 

@@ -221,6 +221,7 @@ class Node:
         base = None
         self.hal.save_state(json.dumps(kept, separators=(",", ":")).encode())
         self.client.disconnect()
+        self.publisher.flush()  # nothing acknowledged is sent again after the wake
         self.hal.sleep(left - WAKE_LEAD_MS)
 
     # ---- commands
@@ -335,6 +336,7 @@ class Node:
         if self.reboot_requested:
             self.settle(REBOOT_SETTLE_MS)  # the ack goes out first
             self.client.disconnect()
+            self.publisher.flush()
             self.hal.reboot()
 
     def settle(self, timeout_ms=SETTLE_MS):

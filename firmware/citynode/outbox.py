@@ -1,12 +1,13 @@
 """Store-and-forward outbox: an append-only log on the node's flash that holds
-what the node would publish while the MQTT broker is unreachable, and gives
-it back oldest first once it is reachable again (docs/outbox.md).
+every message the node publishes from the moment it is accepted until the
+broker has acknowledged it, and hands them out oldest first (docs/outbox.md).
 
 Runs on MicroPython and CPython alike. The folder holds segment files
-`seg-NNNNNNNN.log` (numbers only grow) and a `state` file with the read
-position and the drop count. A record is `<HI` (payload length, CRC-32 of
-the payload) then the payload. Records are read one at a time, never a
-whole segment.
+`seg-NNNNNNNN.log` (numbers only grow) and a `state` file with the
+acknowledged-up-to mark, the drop count and how many records past the mark
+may have been sent. A record is `<HI` (payload length, CRC-32 of the
+payload) then the payload. Records are read one at a time, never a whole
+segment.
 """
 
 import binascii
@@ -76,26 +77,47 @@ class Outbox:
     """The log in `folder`, bounded to `max_bytes` of segments, each at most
     `segment_bytes` long. Opening it recovers from a cut write.
 
-    `dropped`: undelivered records thrown away because the log was full,
-    since the log was made (kept in the state file).
+    Two positions run through the log: the send cursor (RAM) passes each
+    record as `send()` hands it out; the acknowledged-up-to mark passes it
+    at `ack()`, and is saved in the state file together with a window of
+    `window` records past it that may have been handed out (saved before
+    any of them is). After a reset, sending starts again at the saved mark,
+    and the records inside the saved window are handed out with `dup` True.
+
+    `dropped`: records never handed out that were thrown away because the
+    log was full, since the log was made (kept in the state file).
     `recovered_bytes_lost`: bytes of unreadable records cut off since this
     object was opened (a write interrupted by a reset, a corrupted record).
+    `writes`: files written since it was opened (appends, state saves, cut
+    segments): what the log costs the flash.
     """
 
-    def __init__(self, folder, max_bytes=64 * 1024, segment_bytes=8 * 1024):
+    def __init__(self, folder, max_bytes=64 * 1024, segment_bytes=8 * 1024, window=16):
         if segment_bytes <= HEADER_LEN or segment_bytes > max_bytes:
             raise ValueError("need %d < segment_bytes <= max_bytes" % HEADER_LEN)
+        if window < 1:
+            raise ValueError("window must be at least 1")
         self.folder = folder.rstrip("/") or "/"
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.window = window
         self.dropped = 0
         self.recovered_bytes_lost = 0
-        self._segs = []  # segment numbers on disk, oldest first; the read position is in _segs[0]
+        self.writes = 0
+        self._segs = []  # segment numbers on disk, oldest first; the mark is in _segs[0]
         self._sizes = {}  # number -> bytes of good records
-        self._left = {}  # number -> records not yet delivered
+        self._unsent = {}  # number -> records not yet handed out
         self._total = 0
-        self._roff = 0  # bytes of _segs[0] already delivered
-        self._head = None  # the oldest undelivered record, once read
+        self._roff = 0  # bytes of _segs[0] acknowledged
+        self._sseg = -1  # the send cursor: segment, offset of the next record to hand out
+        self._soff = 0
+        self._taken = []  # (segment, record bytes) handed out, not acknowledged, oldest first
+        self._gone = 0  # handed out, then dropped with the oldest segment: their acks change nothing here
+        self._cover = 0  # records past the mark that the saved state says may have been handed out
+        self._resend = 0  # of those, the ones a previous run may have sent: handed out with dup
+        self._saved = True  # the state file holds the mark
+        self._head = None  # (data, record bytes) at the send cursor, once read
+        self._last = None  # (segment, offset) of the newest record
         self._seal = -1  # a segment a failed write left with a tail: no more appends to it
         _mkdirs(self.folder)
         self._open()
@@ -106,27 +128,39 @@ class Outbox:
         return "%s/seg-%08d%s" % (self.folder, n, ext)
 
     def _load(self):
-        """(read segment, read offset, dropped) from the state file, or from
-        its temporary copy if a rename over it was cut short."""
+        """(mark segment, mark offset, dropped, window) from the state file,
+        or from its temporary copy if a rename over it was cut short. A
+        state file of three numbers (no window) is read with a window of 0."""
         for name in ("/state", "/state.tmp"):
             try:
                 with open(self.folder + name) as f:
                     v = [int(x) for x in f.read().split()]
-                if len(v) == 3 and min(v) >= 0:
+                if len(v) == 3:
+                    v.append(0)
+                if len(v) == 4 and min(v) >= 0:
                     return v
             except (OSError, ValueError):
                 pass
-        return [0, 0, 0]
+        return [0, 0, 0, 0]
 
-    def _save(self):
+    def _save(self, cover=None):
+        """Write the state file: the mark as it is now, and `cover` (default:
+        the window as it is) records past it that may be handed out; the
+        window counts only once it is on flash."""
+        if cover is None:
+            cover = self._cover
         rseg = self._segs[0] if self._segs else self._next
         tmp = self.folder + "/state.tmp"
         with open(tmp, "w") as f:
-            f.write("%d %d %d\n" % (rseg, self._roff, self.dropped))
+            f.write("%d %d %d %d\n" % (rseg, self._roff, self.dropped, cover))
+        self.writes += 1
         _replace(tmp, self.folder + "/state")
+        self._cover = cover
+        self._saved = True
 
     def _open(self):
-        rseg, roff, self.dropped = self._load()
+        rseg, roff, self.dropped, self._cover = self._load()
+        self._resend = self._cover
         names = os.listdir(self.folder)
         nums = []
         for name in names:
@@ -145,10 +179,10 @@ class Outbox:
         nums.sort()
         self._next = max(rseg, nums[-1] + 1 if nums else 0)
         for n in nums:
-            if n < rseg:  # delivered or dropped before a reset came between state and removal
+            if n < rseg:  # acknowledged or dropped before a reset came between state and removal
                 os.remove(self._path(n))
                 continue
-            size, left, start = self._scan(n, roff if n == rseg else 0)
+            size, left, start, last = self._scan(n, roff if n == rseg else 0)
             if size == 0:
                 os.remove(self._path(n))
                 continue
@@ -156,17 +190,18 @@ class Outbox:
                 self._roff = start if n == rseg else 0
             self._segs.append(n)
             self._sizes[n] = size
-            self._left[n] = left
+            self._unsent[n] = left
             self._total += size
+            self._last = (n, last)
         self._settle()
 
     def _scan(self, n, roff):
         """Check segment `n` record by record and cut it after the last good
         one. Returns (good bytes, records ending after `roff`, offset of the
-        first of them)."""
+        first of them, offset of the last good record)."""
         path = self._path(n)
         end = _size(path)
-        pos = left = 0
+        pos = left = last = 0
         start = -1
         with open(path, "rb") as f:
             while pos + HEADER_LEN <= end:
@@ -175,16 +210,17 @@ class Outbox:
                     break
                 if binascii.crc32(f.read(ln)) & 0xFFFFFFFF != crc:
                     break
+                last = pos
                 pos += HEADER_LEN + ln
                 if pos > roff:
                     if start < 0:
-                        start = pos - HEADER_LEN - ln
+                        start = last
                     left += 1
         if pos < end:
             self.recovered_bytes_lost += end - pos
             if pos:
                 self._cut(n, pos)
-        return pos, left, (pos if start < 0 else start)
+        return pos, left, (pos if start < 0 else start), last
 
     def _cut(self, n, size):
         """Keep the first `size` bytes of segment `n`: copy them to a new file
@@ -197,22 +233,46 @@ class Outbox:
                     break
                 dst.write(b)
                 size -= len(b)
+        self.writes += 1
         _replace(tmp, self._path(n))
+
+    def _record(self, n, off):
+        """The data of the record at `off` in segment `n`, or None if it
+        cannot be read back intact."""
+        with open(self._path(n), "rb") as f:
+            f.seek(off)
+            hdr = f.read(HEADER_LEN)
+            if len(hdr) == HEADER_LEN:
+                ln, crc = struct.unpack(HEADER, hdr)
+                data = f.read(ln)
+                if len(data) == ln and binascii.crc32(data) & 0xFFFFFFFF == crc:
+                    return data
+        return None
 
     def _forget_oldest(self):
         """Delete the oldest segment: saved as gone first, then removed, so a
-        reset between the two leaves a file the next open knows to delete."""
+        reset between the two leaves a file the next open knows to delete.
+        Its records not yet handed out count as dropped."""
         n = self._segs.pop(0)
+        gone = 0
+        while self._taken and self._taken[0][0] == n:
+            self._taken.pop(0)
+            gone += 1
+        self._gone += gone
+        unsent = self._unsent.pop(n)
+        self.dropped += unsent
+        self._cover = max(0, self._cover - gone - unsent)
+        self._resend = max(0, self._resend - gone - unsent)
         self._total -= self._sizes.pop(n)
-        del self._left[n]
         self._roff = 0
         self._head = None
         self._save()
         os.remove(self._path(n))
 
     def _settle(self):
-        """Delete segments whose every record has been delivered."""
-        while self._segs and self._roff >= self._sizes[self._segs[0]]:
+        """Delete segments whose every record is acknowledged, except the
+        newest: it holds the newest record (`last()`)."""
+        while len(self._segs) > 1 and self._roff >= self._sizes[self._segs[0]]:
             self._forget_oldest()
 
     # -- writing
@@ -235,7 +295,6 @@ class Outbox:
             w = self._next
             keep = 0
         while self._total + need > self.max_bytes and len(segs) > keep:
-            self.dropped += self._left[segs[0]]
             self._forget_oldest()
         if w == self._next:
             self._next += 1
@@ -246,75 +305,110 @@ class Outbox:
         except OSError:
             self._seal = w  # a partial record may sit at its end: the next open cuts it
             raise
+        finally:
+            self.writes += 1
         if w not in self._sizes:
             segs.append(w)
             self._sizes[w] = 0
-            self._left[w] = 0
+            self._unsent[w] = 0
+        self._last = (w, self._sizes[w])
         self._sizes[w] += need
-        self._left[w] += 1
+        self._unsent[w] += 1
         self._total += need
+        self._settle()
 
     # -- reading
 
-    def peek(self):
-        """The oldest undelivered record's data (bytes), or None."""
+    def _peek(self):
+        """(data, record bytes) at the send cursor, or None when every record
+        has been handed out."""
         while self._head is None and self._segs:
-            n = self._segs[0]
-            with open(self._path(n), "rb") as f:
-                f.seek(self._roff)
-                hdr = f.read(HEADER_LEN)
-                if len(hdr) == HEADER_LEN:
-                    ln, crc = struct.unpack(HEADER, hdr)
-                    data = f.read(ln)
-                    if len(data) == ln and binascii.crc32(data) & 0xFFFFFFFF == crc:
-                        self._head = data
-                        break
+            n = self._sseg
+            if n not in self._sizes:  # nothing handed out since the mark moved here
+                n = self._sseg = self._segs[0]
+                self._soff = self._roff
+            if self._soff >= self._sizes[n]:
+                i = self._segs.index(n) + 1
+                if i == len(self._segs):
+                    return None
+                self._sseg = self._segs[i]
+                self._soff = 0
+                continue
+            data = self._record(n, self._soff)
+            if data is not None:
+                self._head = (data, HEADER_LEN + len(data))
+                break
             # Spoilt since it was checked: give up the rest of this segment.
-            self.recovered_bytes_lost += self._sizes[n] - self._roff
-            self._left[n] = 0
-            self._roff = self._sizes[n]
+            cut = self._sizes[n] - self._soff
+            self.recovered_bytes_lost += cut
+            self._total -= cut
+            self._sizes[n] = self._soff
+            self._unsent[n] = 0
+            if n == self._segs[-1]:
+                self._seal = n
             self._settle()
         return self._head
 
-    def _advance(self):
-        data = self.peek()
-        if data is None:
+    def send(self, fn, budget):
+        """Hand up to `budget` records, oldest first, to `fn(data, dup)`,
+        where `dup` says a run before the last reset may have sent that
+        record. A true answer hands it out (it stays on flash until `ack()`);
+        the first false answer (or an exception) stops. Before a record past
+        the saved window is handed out, the state is saved with a window
+        reaching `window` records further. Returns the number handed out."""
+        done = 0
+        while done < budget:
+            head = self._peek()
+            if head is None:
+                break
+            k = len(self._taken)
+            if k >= self._cover:
+                self._save(k + self.window)
+            if not fn(head[0], k < self._resend):
+                break
+            self._taken.append((self._sseg, head[1]))
+            self._soff += head[1]
+            self._unsent[self._sseg] -= 1
+            self._head = None
+            done += 1
+        return done
+
+    def ack(self):
+        """Mark the oldest record handed out as acknowledged, in RAM: the
+        mark reaches the state file with the next save (a window, a segment
+        deleted, `flush()`). Returns False if nothing was handed out."""
+        if self._gone:
+            self._gone -= 1
+            return True
+        if not self._taken:
             return False
-        self._roff += HEADER_LEN + len(data)
-        self._left[self._segs[0]] -= 1
-        self._head = None
+        self._roff += self._taken.pop(0)[1]
+        self._cover -= 1
+        self._resend = max(0, self._resend - 1)
+        self._saved = False
         self._settle()
         return True
 
-    def ack(self):
-        """Mark the oldest record delivered and save the read position.
-        Returns False if there was nothing to mark."""
-        if not self._advance():
-            return False
-        self._save()
-        return True
+    def flush(self):
+        """Save the mark if it moved since the last save (before a deep sleep
+        or a reboot: nothing acknowledged is sent again after it)."""
+        if not self._saved:
+            self._save()
 
-    def drain(self, send, budget):
-        """Call `send(data)` for up to `budget` records, oldest first; each is
-        marked delivered when `send` returns true, and the first false answer
-        stops. The read position is saved once at the end. Returns the number
-        delivered."""
-        done = 0
-        try:
-            while done < budget:
-                data = self.peek()
-                if data is None or not send(data):
-                    break
-                self._advance()
-                done += 1
-        finally:
-            if done:
-                self._save()
-        return done
+    def last(self):
+        """The newest record's data, acknowledged or not, or None if the log
+        has none."""
+        if self._last is None or self._last[0] not in self._sizes:
+            return None
+        return self._record(self._last[0], self._last[1])
 
     def pending(self):
-        """Records not yet delivered."""
-        return sum(self._left.values())
+        """Records not yet acknowledged (handed out or not)."""
+        return len(self._taken) + self.unsent()
+
+    def unsent(self):
+        """Records not yet handed out."""
+        return sum(self._unsent.values())
 
     def __len__(self):
         return self.pending()

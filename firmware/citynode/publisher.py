@@ -15,37 +15,31 @@ payload is the core's dict with `seq` added, serialised as compact JSON.
 `bay/<id>` and `status` are retained; everything else (`water`, `env`,
 `event`, `health`, ...) is not.
 
-Order: a message is handed to the client at once only when the client is
-connected, the outbox is empty and the client's in-flight table has room.
-Otherwise it is appended to the outbox, and `service()` sends the outbox
-oldest first once the client is connected. Nothing new overtakes the
-backlog, and the client's in-flight table (resent in order, with DUP, after
-a reconnect) only ever holds messages older than the outbox's. So `seq`
-rises by one from message to message as a subscriber sees them first;
-QoS 1 resends may repeat a `seq` already seen.
+Every message is appended to the outbox first, the moment the core hands it
+over, and stays there until the broker acknowledges it (PUBACK): the
+outbox's acknowledged-up-to mark passes a record only then. Records are
+handed to the client oldest first, as its in-flight table has room, so
+nothing overtakes anything: `seq` rises by one from message to message as
+a subscriber first sees them. After a reset the outbox hands out again,
+in order, what was not acknowledged; what the run before may have sent
+goes with DUP. QoS 1 resends may repeat a `seq` already seen.
 
-`seq` starts at 1 on a new outbox folder. It is kept in RAM and leased in
-blocks of `seq_block` numbers from a small file `seq` in the outbox's
-folder (one write per block). After a reset the node starts at the end of
-the last block leased, so numbers never repeat or go back across resets,
-at the price of a gap of up to `seq_block - 1` at each reset. `seq_block=0`
-keeps the counter in RAM only: it starts at 1 again after a reset.
+`seq` starts at 1 on a new outbox folder. After a reset it carries on
+from the `seq` of the newest record in the outbox (kept on flash even
+once acknowledged), so numbers neither repeat nor skip across resets.
 
-What can still be lost (all counted or bounded):
-- a message the client has accepted leaves the outbox; until the broker
-  acknowledges it, it lives only in the client's in-flight table in RAM, so
-  a reset loses up to `client.max_pending` of them;
-- the outbox drops its oldest whole segment when full (`dropped`);
-- a message neither the client nor the outbox would take (a flash write
-  error, a payload too large for a segment) is counted in `lost`.
+What can still be lost:
+- the outbox drops its oldest whole segment when full (counted in
+  `dropped`);
+- a message the outbox would not take (a flash write error, a payload too
+  large for a segment) is counted in `lost`;
+- a message whose append a reset cuts short was never accepted: its
+  number goes to the next message after the reset.
 """
 
 import json
-import os
 
 from citynode.outbox import decode, encode
-
-SEQ_BLOCK = 64
 
 
 def retained(suffix):
@@ -61,17 +55,19 @@ def _suffix(topic):
 
 class Publisher:
     """Publishes the core's messages through `client` (a `citynode.mqtt`
-    client), storing in `outbox` (a `citynode.outbox.Outbox`) what cannot
-    go now. `service()` sends at most `budget` stored messages per call.
+    client), keeping each in `outbox` (a `citynode.outbox.Outbox`) until
+    the broker has acknowledged it. `publish()` and `service()` hand at
+    most `budget` stored messages to the client per call.
 
     Counters: `seq` (the last number given, 0 before the first message),
-    `published` (messages handed to the client, directly or from the outbox;
-    each once, whatever the client resends), `stored` (messages put in the
-    outbox), `lost` (messages neither could take, and unreadable records
-    skipped); `counters()` adds the outbox depth and drops.
+    `published` (messages handed to the client; a message handed out again
+    after a reset counts again, the client's own resends do not), `stored`
+    (messages put in the outbox), `lost` (messages the outbox would not take,
+    and unreadable records skipped); `counters()` adds the outbox depth and
+    drops.
     """
 
-    def __init__(self, client, outbox, site, node, budget=8, seq_block=SEQ_BLOCK):
+    def __init__(self, client, outbox, site, node, budget=8):
         if budget < 1:
             raise ValueError("budget must be at least 1")
         self.client = client
@@ -81,16 +77,14 @@ class Publisher:
         self.published = 0
         self.stored = 0
         self.lost = 0
-        self._block = seq_block
-        folder = getattr(outbox, "folder", None)
-        self._seq_path = folder + "/seq" if folder and seq_block > 0 else None
-        self._leased = self._load_seq()  # numbers from here on were never given
-        self.seq = self._leased - 1
+        self._taken = []  # [packet id or None, acknowledged] per record handed out, oldest first
+        client.on_puback = self._puback
+        self.seq = self._last_seq()
 
     def resume(self, seq):
-        """Carry on numbering after `seq` (kept through deep sleep), when
-        that is inside the block leased at boot: no gap after a sleep."""
-        if 0 < seq < self._leased:
+        """Carry on numbering after `seq` (kept through deep sleep) if that
+        is above what the outbox gave."""
+        if seq > self.seq:
             self.seq = seq
 
     # ---- the core's side
@@ -98,98 +92,95 @@ class Publisher:
     def publish(self, t, topic, payload):
         """The core's publish callback: `topic` is a suffix (`water`,
         `bay/<id>`, ...), `payload` a dict that gets `seq` added in place.
-        `t` (the reading's tick) is not sent. Never raises for a broker or
-        flash failure."""
-        self.seq = n = self._next_seq()
-        payload["seq"] = n
-        full = self.prefix + topic
-        body = json.dumps(payload, separators=(",", ":"))
-        if self.client.connected and not self.outbox.pending() and self._send(full, body, retained(topic)):
-            return
+        `t` (the reading's tick) is not sent. The message goes to the outbox,
+        then to the client if it is connected and nothing older waits.
+        Never raises for a broker or flash failure."""
+        self.seq += 1
+        payload["seq"] = self.seq
         try:
-            self.outbox.append(encode(full, body))
-            self.stored += 1
+            self.outbox.append(encode(self.prefix + topic, json.dumps(payload, separators=(",", ":"))))
         except (OSError, ValueError):
             self.lost += 1
+            return
+        self.stored += 1
+        self._pump()
 
     # ---- the main loop's side
 
     def service(self):
         """Call every main-loop turn: keeps the connection (`maintain()`),
-        then, if connected, sends up to `budget` stored messages, oldest
-        first. A record leaves the outbox only once the client has accepted
-        it (it then stays in the client's in-flight table until PUBACK).
-        Returns the number sent from the outbox."""
+        moves the outbox's mark past what the broker has acknowledged, then,
+        if connected, hands up to `budget` stored messages to the client,
+        oldest first. Returns the number handed over."""
         self.client.maintain()
-        if self.client.connected and self.outbox.pending():
-            return self.outbox.drain(self._forward, self.budget)
-        return 0
+        return self._pump()
+
+    def flush(self):
+        """Save the outbox's mark now (after the last PUBACK, before a deep
+        sleep or a reboot), so that nothing acknowledged is sent again.
+        A flash failure is not raised: the cost is repeats after the reset."""
+        self._pump()
+        try:  # noqa: SIM105 - MicroPython has no contextlib
+            self.outbox.flush()
+        except OSError:
+            pass
 
     def counters(self):
         """The figures for the node's health payload."""
-        return {"seq": self.seq, "published": self.published, "outbox_depth": self.outbox.pending(),
+        return {"seq": self.seq, "published": self.published, "outbox_depth": self.outbox.unsent(),
                 "in_flight": self.client.pending(), "dropped": self.outbox.dropped, "lost": self.lost}
 
     # ---- internals
 
-    def _send(self, topic, body, retain):
-        """Hand one message to the client at QoS 1; True once it has taken it."""
-        c = self.client
-        if not c.connected or c.pending() >= c.max_pending:
-            return False
-        try:
-            pid = c.publish(topic, body, 1, retain)
-        except OSError:  # the client's MQTTError: its in-flight table is full
-            return False
-        if pid is None:
-            return False
-        self.published += 1
-        return True
+    def _puback(self, pid):
+        for entry in self._taken:
+            if entry[0] == pid and not entry[1]:
+                entry[1] = True
+                return
 
-    def _forward(self, data):
+    def _pump(self):
+        """Move the outbox's mark past what the broker acknowledged, then hand
+        out what fits. A flash failure (saving the state) hands out nothing
+        more this turn; it is tried again at the next."""
+        taken = self._taken
+        try:
+            while taken and taken[0][1]:
+                taken.pop(0)
+                self.outbox.ack()
+            if self.client.connected and self.outbox.unsent():
+                return self.outbox.send(self._forward, self.budget)
+        except OSError:
+            pass
+        return 0
+
+    def _forward(self, data, dup):
+        """Hand one stored message to the client at QoS 1; True once it has taken it."""
         try:
             topic, body = decode(data)
         except ValueError:  # cannot be sent, ever: skip it rather than block the backlog
             self.lost += 1
+            self._taken.append([None, True])
             return True
-        return self._send(topic, body, retained(_suffix(topic)))
-
-    def _next_seq(self):
-        n = self.seq + 1
-        if self._seq_path is not None and n >= self._leased:
-            self._leased = n + self._block
-            try:  # noqa: SIM105 - MicroPython has no contextlib
-                self._save_seq(self._leased)
-            except OSError:
-                pass  # tried again at the next block; the numbers in RAM stay right
-        return n
-
-    def _load_seq(self):
-        """The first number never given: the larger of `seq` and a `seq.tmp`
-        a reset left behind, or 1."""
-        best = 1
-        if self._seq_path is None:
-            return best
-        for path in (self._seq_path, self._seq_path + ".tmp"):
-            try:
-                with open(path) as f:
-                    v = int(f.read())
-            except (OSError, ValueError):
-                continue
-            if v > best:
-                best = v
-        return best
-
-    def _save_seq(self, value):
-        path = self._seq_path
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % value)
+        c = self.client
+        if not c.connected or c.pending() >= c.max_pending:
+            return False
         try:
-            os.rename(tmp, path)
-        except OSError:  # FAT will not rename over a file
-            try:  # noqa: SIM105 - MicroPython has no contextlib
-                os.remove(path)
-            except OSError:
-                pass
-            os.rename(tmp, path)
+            pid = c.publish(topic, body, 1, retained(_suffix(topic)), dup)
+        except OSError:  # the client's MQTTError: its in-flight table is full
+            return False
+        if pid is None:
+            return False
+        self._taken.append([pid, False])
+        self.published += 1
+        return True
+
+    def _last_seq(self):
+        """The `seq` of the newest record in the outbox, or 0."""
+        try:
+            data = self.outbox.last()
+            if data is None:
+                return 0
+            seq = json.loads(decode(data)[1])["seq"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+        return seq if type(seq) is int else 0

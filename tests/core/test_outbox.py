@@ -1,5 +1,6 @@
 import binascii
 import os
+import random
 import time
 
 from citynode import outbox
@@ -39,14 +40,32 @@ def _msg(i):
     return ("reading-%04d" % i).encode()
 
 
-def _take_all(box):
+def _send_all(box, budget=1 << 30, dups=None):
+    """Hand out up to `budget` records (not acknowledged); their data, and
+    their dup flags appended to `dups` if given."""
     out = []
-    while True:
-        data = box.peek()
-        if data is None:
-            return out
+
+    def take(data, dup):
         out.append(data)
-        box.ack()
+        if dups is not None:
+            dups.append(dup)
+        return True
+
+    box.send(take, budget)
+    return out
+
+
+def _deliver(box, budget=1 << 30):
+    """Hand out up to `budget` records, acknowledge them all and save the mark."""
+    out = _send_all(box, budget)
+    for _ in out:
+        assert box.ack()
+    box.flush()
+    return out
+
+
+def _take_all(box):
+    return _deliver(box)
 
 
 def test_records_come_back_in_order():
@@ -56,21 +75,100 @@ def test_records_come_back_in_order():
         box.append(_msg(i))
     assert box.pending() == 20 and len(box) == 20
     assert _take_all(box) == [_msg(i) for i in range(20)]
-    assert box.pending() == 0 and box.peek() is None
+    assert box.pending() == 0 and _send_all(box) == []
     assert not box.ack()
     _remove_folder(d)
 
 
-def test_peek_repeats_the_oldest_until_it_is_acked():
+def test_a_record_handed_out_stays_until_it_is_acked():
     d = _folder()
     box = Outbox(d)
-    assert box.peek() is None
+    assert _send_all(box) == []
     box.append(b"one")
     box.append(b"two")
-    assert box.peek() == b"one" and box.peek() == b"one"
-    assert box.ack()
-    assert box.peek() == b"two"
-    assert box.pending() == 1
+    assert _send_all(box, 1) == [b"one"]
+    assert box.pending() == 2 and box.unsent() == 1
+    assert _send_all(box) == [b"two"]  # handed out once, however often asked
+    assert _send_all(box) == []
+    assert box.ack() and box.pending() == 1 and box.unsent() == 0
+    assert box.ack() and box.pending() == 0
+    assert not box.ack()
+    _remove_folder(d)
+
+
+def test_after_a_reset_what_may_have_been_sent_comes_again_first_with_dup():
+    d = _folder()
+    box = Outbox(d, window=4)
+    for i in range(10):
+        box.append(_msg(i))
+    assert _send_all(box, 6) == [_msg(i) for i in range(6)]
+    box.ack()
+    box.ack()  # 0 and 1 acknowledged, in RAM only
+    box = Outbox(d, window=4)  # a reset
+    assert box.pending() == 10
+    dups = []
+    assert _send_all(box, dups=dups) == [_msg(i) for i in range(10)]
+    # The saved window reached 8 records past the saved mark (saved at 0 and
+    # at 4): those go with DUP, the rest as first attempts.
+    assert dups == [True] * 8 + [False] * 2
+    for _ in range(3):
+        box.ack()
+    box.flush()
+    box = Outbox(d, window=4)
+    dups = []
+    assert _send_all(box, dups=dups) == [_msg(i) for i in range(3, 10)]
+    assert dups == [True] * 7  # all of the rest had been handed out
+    _remove_folder(d)
+
+
+def test_the_state_is_saved_once_per_window_of_records():
+    d = _folder()
+    box = Outbox(d, segment_bytes=8192, window=16)
+    n = 160
+    for i in range(n):
+        box.append(_msg(i))
+        _send_all(box)  # handed out at once, acknowledged a few at a time
+        if i % 4 == 3:
+            for _ in range(4):
+                box.ack()
+    assert box.pending() == 0
+    assert box.writes == n + n // 16  # one append per record, one state save per 16
+    _remove_folder(d)
+
+
+def test_acks_of_records_dropped_with_a_full_log_move_nothing():
+    d = _folder()
+    box = Outbox(d, max_bytes=270, segment_bytes=90)  # 3 segments of 5 records
+    for i in range(15):
+        box.append(_msg(i))
+    assert _send_all(box, 7) == [_msg(i) for i in range(7)]
+    box.append(_msg(15))  # the oldest segment goes, with 5 records handed out
+    assert box.dropped == 0  # handed out: the client still has them
+    assert box.pending() == 2 + 8 + 1
+    for _ in range(5):
+        assert box.ack()  # the dropped ones
+    assert box.pending() == 11
+    box.ack()
+    box.ack()
+    assert box.pending() == 9
+    box.flush()
+    assert _take_all(Outbox(d, max_bytes=270, segment_bytes=90)) == [_msg(i) for i in range(7, 16)]
+    _remove_folder(d)
+
+
+def test_the_newest_record_stays_on_flash_once_acknowledged():
+    d = _folder()
+    box = Outbox(d, segment_bytes=100)
+    assert box.last() is None
+    for i in range(12):
+        box.append(_msg(i))
+        assert box.last() == _msg(i)
+    _take_all(box)
+    assert box.last() == _msg(11) and len(_segments(d)) == 1
+    box = Outbox(d, segment_bytes=100)
+    assert box.last() == _msg(11) and box.pending() == 0
+    box.append(_msg(12))
+    assert _take_all(box) == [_msg(12)]
     _remove_folder(d)
 
 
@@ -109,9 +207,7 @@ def test_read_position_survives_a_reopen():
     box = Outbox(d)
     for i in range(10):
         box.append(_msg(i))
-    for _ in range(4):
-        box.peek()
-        box.ack()
+    _deliver(box, 4)
     box = Outbox(d)
     assert box.pending() == 6
     assert _take_all(box) == [_msg(i) for i in range(4, 10)]
@@ -145,8 +241,7 @@ def test_a_full_log_drops_the_oldest_whole_segment_and_counts_it():
     box.append(_msg(15))  # a 4th segment: the oldest goes, unread
     assert box.dropped == 5 and box.used() <= 270
     assert box.pending() == 11
-    box.peek()
-    box.ack()  # _msg(5) delivered; the other 4 of its segment are dropped next
+    _deliver(box, 1)  # _msg(5) delivered; the other 4 of its segment are dropped next
     for i in range(16, 21):
         box.append(_msg(i))
     assert box.dropped == 9 and box.used() <= 270
@@ -157,44 +252,44 @@ def test_a_full_log_drops_the_oldest_whole_segment_and_counts_it():
     _remove_folder(d)
 
 
-def test_drain_sends_at_most_its_budget():
+def test_send_hands_out_at_most_its_budget():
     d = _folder()
     box = Outbox(d)
     for i in range(10):
         box.append(_msg(i))
     sent = []
 
-    def send(data):
+    def send(data, dup):
         sent.append(data)
         return True
 
-    assert box.drain(send, 4) == 4
-    assert sent == [_msg(i) for i in range(4)] and box.pending() == 6
-    assert Outbox(d).pending() == 6  # saved at the end of the turn
-    assert box.drain(send, 100) == 6
-    assert sent == [_msg(i) for i in range(10)] and box.pending() == 0
-    assert box.drain(send, 5) == 0
+    assert box.send(send, 4) == 4
+    assert sent == [_msg(i) for i in range(4)] and box.unsent() == 6 and box.pending() == 10
+    assert box.send(send, 100) == 6
+    assert sent == [_msg(i) for i in range(10)] and box.unsent() == 0
+    assert box.send(send, 5) == 0
     _remove_folder(d)
 
 
-def test_drain_stops_at_the_first_failed_send_and_keeps_the_order():
+def test_send_stops_at_the_first_refusal_and_keeps_the_order():
     d = _folder()
     box = Outbox(d, segment_bytes=100)
     for i in range(12):
         box.append(_msg(i))
     tries = []
 
-    def send(data):
+    def send(data, dup):
         tries.append(data)
-        return len(tries) != 3  # the broker goes away on the third message
+        return len(tries) != 3  # the client refuses the third message
 
-    assert box.drain(send, 10) == 2
+    assert box.send(send, 10) == 2
     assert tries == [_msg(0), _msg(1), _msg(2)]
-    assert box.peek() == _msg(2)
+    assert _send_all(box, 1) == [_msg(2)]
+    box.ack()
+    box.ack()
+    box.flush()
     box = Outbox(d, segment_bytes=100)
-    got = []
-    assert box.drain(lambda data: got.append(data) is None, 50) == 10
-    assert got == [_msg(i) for i in range(2, 12)]
+    assert _send_all(box) == [_msg(i) for i in range(2, 12)]
     _remove_folder(d)
 
 
@@ -214,8 +309,7 @@ def test_a_power_cut_at_any_byte_of_the_last_record_loses_only_that_record():
     box = Outbox(d, segment_bytes=100)
     for i in range(13):  # 3 segments of 5, 5 and 3 records
         box.append(_msg(i))
-    box.peek()
-    box.ack()
+    _deliver(box, 1)
     last = d + "/" + _segments(d)[-1]
     whole = _read(last)
     rec = outbox.HEADER_LEN + len(_msg(12))
@@ -280,11 +374,11 @@ def test_appends_move_on_over_new_segment_files_and_delivered_ones_go():
         for name in _segments(d):
             seen[name] = True
         assert _take_all(box) == [_msg(turn * 7 + i) for i in range(7)]
-        assert _segments(d) == []  # all delivered: nothing left on flash
-    assert len(seen) >= 40 * 2  # each turn wrote to new files, never one file over and over
+        assert len(_segments(d)) == 1  # all delivered: only the newest segment is left
+    assert len(seen) == 40 * 7 // 5  # 5 records to a file, each file filled once, never rewritten
     box = Outbox(d, max_bytes=1000, segment_bytes=100)
-    box.append(b"x")
-    assert _segments(d)[0] not in seen  # the numbers go on after a reopen
+    box.append(_msg(999))  # the newest file is full: a new one
+    assert _segments(d)[-1] not in seen  # the numbers go on after a reopen
     _remove_folder(d)
 
 
@@ -293,8 +387,7 @@ def test_a_state_rename_cut_short_is_recovered_from_the_temporary_copy():
     box = Outbox(d, max_bytes=270, segment_bytes=90)
     for i in range(16):
         box.append(_msg(i))
-    box.peek()
-    box.ack()
+    _deliver(box, 1)
     assert box.dropped == 5
     os.rename(d + "/state", d + "/state.tmp")  # removed, not yet renamed, as on FAT
     box = Outbox(d, max_bytes=270, segment_bytes=90)
@@ -321,7 +414,7 @@ def test_a_nested_folder_is_made():
     d = _folder()
     box = Outbox(d + "/a/b/")
     box.append(b"x")
-    assert Outbox(d + "/a/b").peek() == b"x"
+    assert _send_all(Outbox(d + "/a/b")) == [b"x"]
     _remove_folder(d + "/a/b")
     _remove_folder(d + "/a")
     _remove_folder(d)
@@ -339,4 +432,97 @@ def test_a_record_spoilt_after_opening_gives_up_the_rest_of_its_segment():
     _write(first, bytes(data))
     assert _take_all(box) == [_msg(0), _msg(5), _msg(6)]
     assert box.recovered_bytes_lost == 4 * rec and box.pending() == 0
+    _remove_folder(d)
+
+
+class _Taker:
+    """A send callback that takes up to `room` records, keeping (data, dup)."""
+
+    def __init__(self, room):
+        self.room = room
+        self.got = []
+
+    def __call__(self, data, dup):
+        if len(self.got) >= self.room:
+            return False
+        self.got.append((data, dup))
+        return True
+
+
+def test_random_resets_lose_nothing_and_flag_every_resend():
+    """A seeded random walk: appends, records handed out and acknowledged a
+    few at a time, resets (the log reopened, all RAM lost), some in the
+    middle of an append (half a record on flash), some after a flush. Each
+    run hands out records consecutively, starting no later than the first
+    one the run before left unacknowledged and at most window + in flight
+    earlier; a record handed out in an earlier run comes with dup True (and
+    at most `window` records per run that were not come with it too); at
+    the end every record appended has been acknowledged."""
+    random.seed(4242)
+    d = _folder()
+    window, in_flight = 4, 6
+    box = Outbox(d, segment_bytes=120, window=window)
+    steps = 1500
+    appended = []  # ids whose append returned
+    first_run = bytearray(steps)  # id -> 1 + the run that first handed it out, 0 if none has
+    acked = bytearray(steps)  # id -> 1 once acknowledged
+    resent = 0
+    run = resets = 0
+    taken = []  # this run's ids handed out, not acknowledged
+    last_given = None  # the last id handed out in this run
+    first_unacked = 0  # the first id the run before left unacknowledged (0: none yet)
+    early_dups = 0  # this run's records flagged dup that no run had handed out
+    next_id = 0
+    for _ in range(steps):
+        op = random.getrandbits(5)
+        if op < 12:
+            box.append(_msg(next_id))
+            appended.append(next_id)
+            next_id += 1
+        elif op < 22:
+            take = _Taker(in_flight - len(taken))
+            box.send(take, 3)
+            for data, dup in take.got:
+                i = int(data[8:])
+                if last_given is None:
+                    assert first_unacked - window - in_flight <= i <= first_unacked, (i, first_unacked)
+                else:
+                    assert i == appended[appended.index(last_given) + 1]  # no skip, no going back
+                if first_run[i] and first_run[i] <= run:
+                    assert dup, i
+                    resent += 1
+                elif dup:
+                    early_dups += 1
+                    assert early_dups <= window
+                if not first_run[i]:
+                    first_run[i] = run + 1
+                taken.append(i)
+                last_given = i
+        elif op < 29:
+            for _ in range(min(len(taken), 1 + random.getrandbits(2))):
+                assert box.ack()
+                acked[taken.pop(0)] = 1
+        elif op == 29:
+            box.flush()
+        else:
+            if op == 31 and appended:  # a reset in the middle of an append
+                with open(d + "/" + _segments(d)[-1], "ab") as f:
+                    f.write(outbox.frame(_msg(next_id))[:1 + random.getrandbits(3)])
+                next_id += 1
+            first_unacked = next_id
+            for i in appended:
+                if not acked[i]:
+                    first_unacked = i
+                    break
+            box = Outbox(d, segment_bytes=120, window=window)
+            run += 1
+            resets += 1
+            taken = []
+            last_given = None
+            early_dups = 0
+    assert resets > 30 and resent > 100 and sum(1 for r in first_run if r) > 400
+    box = Outbox(d, segment_bytes=120, window=window)
+    for data in _take_all(box):
+        acked[int(data[8:])] = 1
+    assert [i for i in range(next_id) if acked[i]] == appended and box.dropped == 0
     _remove_folder(d)
