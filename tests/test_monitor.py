@@ -203,7 +203,8 @@ def test_a_silent_node_is_flagged_stale_and_resumes(broker, pub):
     r = m.records()[:4]  # (it may go stale again before it stops)
     assert [(x["node"], x["kind"]) for x in r] == [("quiet", "health"), ("gone", "status"),
                                                     ("quiet", "stale"), ("quiet", "health")]
-    assert r[2]["flags"] == {"stale": True} and 0.5 <= r[2]["payload"]["silent_s"] < 2
+    # Never flagged before --stale; how much later depends on the machine's load.
+    assert r[2]["flags"] == {"stale": True} and 0.5 <= r[2]["payload"]["silent_s"] < 10
     assert r[3]["flags"] == {"resumed": True}
     shown = screen.getvalue()
     assert "citynode monitor" in shown and "%s/quiet" % site in shown and "offline" in shown
