@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citynode import topic_prefix
 from host_tools import mpy, replay, sites
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -454,7 +455,7 @@ class StatusWatch:
         import paho.mqtt.client as mqtt
 
         self.where = "%s:%d" % (site.broker["host"], site.broker["port"])
-        self.topic = "citynode/%s/%s/status" % (site.name, node)
+        self.topic = topic_prefix(site.name, node) + "status"
         self._fresh = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()

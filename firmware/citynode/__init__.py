@@ -8,3 +8,8 @@ desk. Everything runs unchanged under MicroPython and CPython.
 """
 
 VERSION = "0.1.0"
+
+
+def topic_prefix(site, node):
+    """Every topic of a node starts with this: `citynode/<site>/<node>/`."""
+    return "citynode/%s/%s/" % (site, node)

@@ -14,6 +14,8 @@ templates. docs/node.md lists them.
 
 import json
 
+from citynode import topic_prefix
+
 _ENV = (("temperature", "temp_c", "°C"), ("humidity", "humidity_pct", "%"),
         ("atmospheric_pressure", "pressure_pa", "Pa"))
 
@@ -21,7 +23,7 @@ _ENV = (("temperature", "temp_c", "°C"), ("humidity", "humidity_pct", "%"),
 def configs(cfg, version):
     """[(topic, payload dict)] for the node's sensors."""
     site, node = cfg["site"], cfg["node"]
-    prefix = "citynode/%s/%s/" % (site, node)
+    prefix = topic_prefix(site, node)
     uid = "%s_%s" % (site, node)
     device = {"identifiers": ["citynode_" + uid], "name": "%s %s" % (site, node), "manufacturer": "citynode",
               "model": "citynode node", "sw_version": version}

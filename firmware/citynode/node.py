@@ -24,7 +24,7 @@ import json
 import os
 import sys
 
-from citynode import VERSION, ticks
+from citynode import VERSION, ticks, topic_prefix
 from citynode.core import Core
 from citynode.nodeconfig import CONFIG_PATH, DEFAULTS
 from citynode.ticks import add as ticks_add
@@ -86,7 +86,7 @@ def _client(cfg, will):
     from citynode.mqtt import MQTTClient
 
     b = cfg["broker"]
-    prefix = "citynode/%s/%s/" % (cfg.get("site"), cfg.get("node"))
+    prefix = topic_prefix(cfg.get("site"), cfg.get("node"))
     ca = hostname = None
     tls = b.get("tls")
     if tls:
@@ -142,7 +142,7 @@ class Node:
         self.health_ms = ticks.ms(cfg.get("health_s", DEFAULTS["health_s"]))
         self.reset = self.hal.reset_cause()
         self.uptime = ticks.Clock(0, ticks_ms())  # seconds since boot, past the ticks' 6.2 days
-        self.prefix = "citynode/%s/%s/" % (cfg["site"], cfg["node"])
+        self.prefix = topic_prefix(cfg["site"], cfg["node"])
         self.client = _client(cfg, True)
         self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]),
                              max_bytes=cfg.get("outbox_kb", DEFAULTS["outbox_kb"]) * 1024)
@@ -394,7 +394,7 @@ def safe_mode(cfg, reason, idle_s=SAFE_IDLE_S):
                 cfg = {"site": site, "node": node, "broker": cfg["broker"]}
                 client = _client(cfg, False)
                 status = json.dumps({"state": "safe_mode", "reason": reason, "fw": VERSION})
-                client.publish("citynode/%s/%s/status" % (site, node), status, 1, True)  # sent once connected
+                client.publish(topic_prefix(site, node) + "status", status, 1, True)  # sent once connected
     except Exception as e:  # noqa: BLE001 - safe mode must not fail
         _say("citynode safe mode: no status published: %r" % (e,))
         client = None

@@ -1,7 +1,7 @@
 """The layer between the logic core and the broker: topics, per-node
 sequence numbers, JSON payloads, and store-and-forward through the outbox.
 
-    prefix = "citynode/%s/%s/" % (site, node)
+    prefix = topic_prefix(site, node)
     client = MQTTClient(node, broker, will_topic=prefix + "status")
     pub = Publisher(client, Outbox("/outbox"), site, node)
     core = Core(sensors, clock, pub.publish)
@@ -39,6 +39,7 @@ What can still be lost:
 
 import json
 
+from citynode import topic_prefix
 from citynode.outbox import decode, encode
 
 
@@ -72,7 +73,7 @@ class Publisher:
             raise ValueError("budget must be at least 1")
         self.client = client
         self.outbox = outbox
-        self.prefix = "citynode/%s/%s/" % (site, node)
+        self.prefix = topic_prefix(site, node)
         self.budget = budget
         self.published = 0
         self.stored = 0
