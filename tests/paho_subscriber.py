@@ -94,18 +94,23 @@ class Subscriber:
         self.close()
 
 
-def retained_status(port, prefix):
+def retained_status(port, prefix, timeout=15):
     """What a newly arriving subscriber gets, retained, on the node's
-    status: (payload, retained) or None."""
+    status: (payload, retained) or None. A subscriber that comes before the
+    node has published gets the message live (not flagged retained): another
+    one then comes, until `timeout` runs out."""
+    end = time.monotonic() + timeout
     got = []
-    c = _client(unique("late"), clean=True)
-    c.on_message = lambda _c, _u, m: got.append((m.payload, m.retain))
-    c.connect(HOST, port, keepalive=10)
-    c.subscribe(prefix + "status", 1)
-    end = time.monotonic() + 3
-    while not got and time.monotonic() < end:
-        c.loop(0.01)
-    c.disconnect()
+    while time.monotonic() < end and not (got and got[0][1]):
+        got = []
+        c = _client(unique("late"), clean=True)
+        c.on_message = lambda _c, _u, m, got=got: got.append((m.payload, m.retain))
+        c.connect(HOST, port, keepalive=10)
+        c.subscribe(prefix + "status", 1)
+        wait = time.monotonic() + 3
+        while not got and time.monotonic() < wait:
+            c.loop(0.01)
+        c.disconnect()
     return got[0] if got else None
 
 

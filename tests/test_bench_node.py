@@ -4,7 +4,7 @@ the first records of the flood event."""
 import gzip
 import io
 
-from citynode.mqtt import _publish_packet
+from citynode.mqtt import MQTTClient
 from host_tools import bench_node
 from tests.conftest import bundled
 
@@ -20,5 +20,27 @@ def test_bytes_per_reading_on_a_small_slice():
         # topic citynode/s1/street-demo-1/<kind>, 2 length bytes, 2 of packet id, 2..5 of fixed header
         assert s["payload"] + 30 < s["packet"] < s["payload"] + 60
     for topic, payload in ((b"citynode/s1/n/water", b"x" * 50), (b"t", b"y" * 200), (b"t", b"z" * 20000)):
-        packet = _publish_packet(topic, payload, 1, False, False, 7)
-        assert bench_node.publish_packet_size(topic, payload) == len(packet)
+        assert bench_node.publish_packet_size(topic, payload) == len(wire_bytes(topic, payload))
+
+
+class Wire:
+    """Stands in for a connected client's socket: keeps what is sent."""
+
+    def __init__(self):
+        self.sent = bytearray()
+
+    def settimeout(self, _seconds):
+        pass
+
+    def send(self, data):
+        self.sent += data
+        return len(data)
+
+
+def wire_bytes(topic, payload):
+    """What the client writes for one QoS 1 PUBLISH."""
+    c = MQTTClient("size", "127.0.0.1")
+    c._sock = c._tsock = Wire()
+    c.connected = True
+    c.publish(topic, payload, qos=1)
+    return bytes(c._sock.sent)

@@ -21,7 +21,7 @@ FUZZ = settings(max_examples=(EXAMPLES + 1) // 2, deadline=None, suppress_health
 
 class Wire:
     """Stands in for the client's socket: hands out `data` at most `piece`
-    bytes per recv, then end of stream; takes whatever is sent."""
+    bytes per recv_into, then end of stream; takes whatever is sent."""
 
     def __init__(self, data, piece):
         self.data, self.piece, self.at = data, piece, 0
@@ -30,10 +30,11 @@ class Wire:
     def settimeout(self, _seconds):
         pass
 
-    def recv(self, n):
-        chunk = self.data[self.at:self.at + min(n, self.piece)]
+    def recv_into(self, buf):
+        chunk = self.data[self.at:self.at + min(len(buf), self.piece)]
         self.at += len(chunk)
-        return chunk
+        buf[:len(chunk)] = chunk
+        return len(chunk)
 
     def send(self, data):
         self.sent += data
@@ -46,6 +47,7 @@ def decode_stream(data, piece, max_packet):
     c = MQTTClient("fuzz", "127.0.0.1", max_packet=max_packet)
     wire = Wire(data, piece)
     c._sock = c._tsock = wire
+    c._readinto = wire.recv_into
     c.connected = True
     for i in range(3):  # something in flight, so PUBACKs have work to do
         c.publish("t", b"%d" % i, qos=1)

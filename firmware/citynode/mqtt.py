@@ -33,36 +33,42 @@ class _Closed(MQTTError):
     """The broker closed the connection."""
 
 
+# The fields of an in-flight QoS 1 entry (a list, the smallest object here).
+_PID = 0
+_TOPIC = 1
+_PAYLOAD = 2
+_RETAIN = 3
+_SENT = 4  # sent before: any later transmission carries DUP
+_SENT_AT = 5  # tick of the last transmission, None before the first
+
+_SCRATCH = 64  # bytes: small packet bodies are read into it, skipped payloads through it
+_ASSEMBLE_MAX = 1024  # bytes: a PUBLISH up to this size is assembled and written at once
+
+
 def _utf8(s):
-    """An MQTT string: two length bytes, then the bytes."""
+    """An MQTT string: two length bytes, then the bytes (CONNECT, SUBSCRIBE)."""
     if isinstance(s, str):
         s = s.encode()
     return bytes((len(s) >> 8, len(s) & 0xFF)) + s
 
 
-def _packet(first, body):
-    """Fixed header (type and flags, remaining length) + body."""
-    n = len(body)
-    head = bytearray((first,))
+def _fixed_header(buf, first, n):
+    """Write the fixed header (type and flags, remaining length `n`) into
+    `buf`; returns its length (2 to 5 bytes)."""
+    buf[0] = first
+    i = 1
     while True:
         b = n & 0x7F
         n >>= 7
-        head.append(b | 0x80 if n else b)
+        buf[i] = b | 0x80 if n else b
+        i += 1
         if not n:
-            return bytes(head) + body
-
-
-def _pid_bytes(pid):
-    return bytes((pid >> 8, pid & 0xFF))
-
-
-def _publish_packet(topic, payload, qos, retain, dup, pid):
-    first = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
-    return _packet(first, _utf8(topic) + (_pid_bytes(pid) if qos else b"") + payload)
+            return i
 
 
 def _as_bytes(x):
-    return x.encode() if isinstance(x, str) else bytes(x)
+    """A str encoded; bytes, bytearray or memoryview as they are (not copied)."""
+    return x.encode() if isinstance(x, str) else x
 
 
 class MQTTClient:
@@ -99,13 +105,17 @@ class MQTTClient:
         self._poller = None
         self._ctx = None
         self._pid = 0
-        self._inflight = []  # [pid, topic, payload, retain, sent_before, sent_at] in publish order
+        self._inflight = []  # entries (fields _PID .. _SENT_AT) in publish order
         self._subs = []  # [topic, qos, acknowledged]: renewed after a reconnect without a session
         self._suback = None
         self._fails = 0
         self._next = ticks_ms()
         self._rx = self._tx = 0
         self._ping_out = False
+        self._head = bytearray(256)  # packets out are assembled here (see _send_publish)
+        self._scratch = bytearray(_SCRATCH)
+        self._two = bytearray(2)  # a fixed header's first two bytes; a PUBACK's body
+        self._readinto = None  # the socket's readinto (MicroPython) or recv_into (CPython)
 
     # ---- public API
 
@@ -117,7 +127,7 @@ class MQTTClient:
         end = ticks_add(ticks_ms(), self.op_timeout_ms)
         try:
             self._open(end)
-            self._send(self._connect_packet(), end)
+            self._send_packet(self._connect_packet(), end)
             pkt = self._read(end)
             if pkt is None or pkt[0] != 0x20 or len(pkt[1]) != 2:
                 raise MQTTError("expected CONNACK")
@@ -149,7 +159,7 @@ class MQTTClient:
             end = ticks_add(ticks_ms(), self.op_timeout_ms)
             try:
                 if self.will_topic:
-                    self._send(_publish_packet(_as_bytes(self.will_topic), b"offline", 0, True, 0, 0), end)
+                    self._send_publish(_as_bytes(self.will_topic), b"offline", 0, True, False, 0, end)
                 self._send(b"\xe0\x00", end)
                 while True:
                     self._handle(self._read(end))
@@ -166,12 +176,14 @@ class MQTTClient:
         QoS 1: queued until PUBACK (sent now if connected, else at the next
         connect); returns the packet id. `dup`: the message may have been
         sent before (by this node before a reset), so even its first
-        transmission from here carries DUP."""
+        transmission from here carries DUP. `payload` (str, bytes, or a
+        bytearray or memoryview) is kept as it is, not copied, until its
+        PUBACK: it must not change meanwhile."""
         topic = _as_bytes(topic)
         payload = _as_bytes(payload)
         if qos == 0:
             if self.connected:
-                self._guard(self._send, _publish_packet(topic, payload, 0, retain, 0, 0))
+                self._guard(self._send_publish, topic, payload, 0, retain, False, 0)
             return None
         if qos != 1:
             raise ValueError("qos must be 0 or 1")
@@ -181,7 +193,7 @@ class MQTTClient:
         self._inflight.append(entry)
         if self.connected:
             self._guard(self._send_entry, entry)
-        return entry[0]
+        return entry[_PID]
 
     def subscribe(self, topic, qos=1):
         """Subscribe (QoS 0 or 1) and wait for SUBACK; remembered and
@@ -282,6 +294,8 @@ class MQTTClient:
             s = self._ctx.wrap_socket(raw, server_hostname=self.server_hostname or self.host)
             self._sock = s
             self._tsock = s if hasattr(s, "settimeout") else raw
+        s = self._sock
+        self._readinto = s.readinto if hasattr(s, "readinto") else s.recv_into
         self._poller = select.poll()
         self._poller.register(self._sock, select.POLLIN)
         self._rx = self._tx = ticks_ms()
@@ -300,7 +314,7 @@ class MQTTClient:
                 body += _utf8(self.password)
         ka = self.keepalive
         head = _utf8(b"MQTT") + bytes((4, flags, ka >> 8, ka & 0xFF))
-        return _packet(0x10, head + body)
+        return 0x10, head + body
 
     def _after_connect(self, end):
         # Subscriptions first: whoever answers the birth message with a
@@ -313,7 +327,8 @@ class MQTTClient:
         if self.will_topic:
             topic = _as_bytes(self.will_topic)
             # An older birth still unacknowledged would only repeat this one.
-            self._inflight = [e for e in self._inflight if not (e[1] == topic and e[2] == b"online")]
+            self._inflight = [e for e in self._inflight
+                              if not (e[_TOPIC] == topic and e[_PAYLOAD] == b"online")]
             self._inflight.insert(0, [self._new_pid(), topic, b"online", True, False, None])
         for entry in list(self._inflight):
             self._send_entry(entry, end)
@@ -325,7 +340,7 @@ class MQTTClient:
                     s.close()
                 except OSError:
                     pass
-        self._sock = self._tsock = self._raw = self._poller = None
+        self._sock = self._tsock = self._raw = self._poller = self._readinto = None
         self.connected = False
 
     def _lost(self, e):
@@ -367,19 +382,57 @@ class MQTTClient:
 
     def _find(self, pid):
         for i in range(len(self._inflight)):
-            if self._inflight[i][0] == pid:
+            if self._inflight[i][_PID] == pid:
                 return i
         return -1
 
     def _send_entry(self, entry, end):
-        dup = entry[4]
-        entry[4] = True  # any later transmission is a retransmission
-        entry[5] = ticks_ms()
-        self._send(_publish_packet(entry[1], entry[2], 1, entry[3], dup, entry[0]), end)
+        dup = entry[_SENT]
+        entry[_SENT] = True  # any later transmission is a retransmission
+        entry[_SENT_AT] = ticks_ms()
+        self._send_publish(entry[_TOPIC], entry[_PAYLOAD], 1, entry[_RETAIN], dup, entry[_PID], end)
+
+    def _send_publish(self, topic, payload, qos, retain, dup, pid, end):
+        """A PUBLISH assembled in the reused buffer (grown, up to
+        `_ASSEMBLE_MAX` bytes, for a longer message than any before) and
+        written at once; nothing is allocated per message. A larger one goes
+        in two writes, the payload from where it is. (One write, not four:
+        with Nagle's algorithm on, as on MicroPython's sockets, each small
+        write after the first waits for the broker's delayed ACK.)"""
+        t = len(topic)
+        size = t + (2 if qos else 0) + len(payload)
+        whole = size + 7 <= _ASSEMBLE_MAX
+        need = (size if whole else t + 4) + 7
+        head = self._head
+        if len(head) < need:
+            head = self._head = bytearray(need)
+        first = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
+        i = _fixed_header(head, first, 2 + size)
+        head[i] = t >> 8
+        head[i + 1] = t & 0xFF
+        head[i + 2:i + 2 + t] = topic
+        i += 2 + t
+        if qos:
+            head[i] = pid >> 8
+            head[i + 1] = pid & 0xFF
+            i += 2
+        if whole:
+            head[i:i + len(payload)] = payload
+            self._send(head, end, i + len(payload))
+        else:
+            self._send(head, end, i)
+            self._send(payload, end)
+
+    def _send_packet(self, packet, end):
+        """`packet` = (first byte, body), written at once (CONNECT and
+        SUBSCRIBE: rare, small, awaited)."""
+        first, body = packet
+        head = self._head
+        self._send(bytes(head[:_fixed_header(head, first, len(body))]) + body, end)
 
     def _subscribe(self, topic, qos, end):
         pid = self._new_pid()
-        self._send(_packet(0x82, _pid_bytes(pid) + _utf8(topic) + bytes((qos,))), end)
+        self._send_packet((0x82, bytes((pid >> 8, pid & 0xFF)) + _utf8(topic) + bytes((qos,))), end)
         self._suback = None
         while self._suback is None or self._suback[0] != pid:
             msg = self._handle(self._read(end))
@@ -400,11 +453,11 @@ class MQTTClient:
         if not self.connected:
             return
         now = ticks_ms()
-        inflight = self._inflight
-        if inflight and inflight[0][5] is not None and ticks_diff(now, inflight[0][5]) >= self.ack_timeout_ms:
+        oldest = self._inflight[0][_SENT_AT] if self._inflight else None
+        if oldest is not None and ticks_diff(now, oldest) >= self.ack_timeout_ms:
             # The broker answers but has lost this message: only a new
             # connection makes MQTT 3.1.1 send it again (with DUP).
-            raise MQTTError("no PUBACK for %d ms" % ticks_diff(now, inflight[0][5]))
+            raise MQTTError("no PUBACK for %d ms" % ticks_diff(now, oldest))
         if not self.keepalive:
             return
         ka = self.keepalive * 1000
@@ -432,9 +485,9 @@ class MQTTClient:
             if len(body) < i:
                 raise MQTTError("malformed PUBLISH")
             pid = ((body[i - 2] << 8) | body[i - 1]) if qos else 0
-            payload = body[i:] if whole else None
+            payload = bytes(body[i:]) if whole else None
             try:
-                topic = body[2:2 + n].decode()
+                topic = str(body[2:2 + n], "utf-8")
             except UnicodeError:
                 raise MQTTError("PUBLISH topic is not UTF-8") from None
             return (topic, payload, bool(first & 1), bool(first & 8), pid)
@@ -461,39 +514,61 @@ class MQTTClient:
 
     def _ack(self, msg, end):
         if msg[4] and self.connected:  # on_message may have disconnected
-            self._send(b"\x40\x02" + _pid_bytes(msg[4]), end)
+            head = self._head
+            head[0] = 0x40
+            head[1] = 2
+            head[2] = msg[4] >> 8
+            head[3] = msg[4] & 0xFF
+            self._send(head, end, 4)
 
     def _read(self, end):
-        """One packet as (first byte, body, whole). A PUBLISH larger than
+        """One packet as (first byte, body, whole). Small bodies (acks) are
+        read into a reused buffer and valid until the next read; a larger
+        one into a buffer of its own size. A PUBLISH larger than
         `max_packet` is read through and counted in `dropped`; its body is
         then only the topic and packet id (`whole` False), so the message
         is still delivered, with its payload None."""
-        first = self._recv(1, end)[0]
-        n = shift = 0
-        while True:
-            b = self._recv(1, end)[0]
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
+        head = self._two
+        self._recv_into(head, 2, end)  # every packet has a type and a length byte
+        first = head[0]
+        b = head[1]
+        n = b & 0x7F
+        shift = 7
+        while b & 0x80:
             if shift > 21:
                 raise MQTTError("malformed remaining length")
+            self._recv_into(head, 1, end)
+            b = head[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
         if n <= self.max_packet:
-            body = self._recv(n, end) if n else b""
+            if n == 2:  # PUBACK, CONNACK: the most frequent by far
+                body = self._two
+            elif n <= _SCRATCH:
+                body = memoryview(self._scratch)[:n]
+            else:
+                body = bytearray(n)
+            self._recv_into(body, n, end)
             self._arrived()
             return first, body, True
         if first >> 4 != 3:
             raise MQTTError("packet of %d bytes" % n)
-        head = self._recv(2, end)
-        head += self._recv(((head[0] << 8) | head[1]) + (2 if first & 6 else 0), end)
-        n -= len(head)
-        if n < 0:
+        self._recv_into(head, 2, end)
+        k = 2 + ((head[0] << 8) | head[1]) + (2 if first & 6 else 0)
+        if k > n:
             raise MQTTError("malformed PUBLISH")
+        body = bytearray(k)
+        body[0] = head[0]
+        body[1] = head[1]
+        self._recv_into(memoryview(body)[2:], k - 2, end)
+        n -= k
         while n:
-            n -= len(self._recv(min(n, 256), end))
+            step = min(n, _SCRATCH)
+            self._recv_into(self._scratch, step, end)
+            n -= step
         self._arrived()
         self.dropped += 1
-        return first, head, False
+        return first, memoryview(body), False
 
     def _arrived(self):
         self._rx = ticks_ms()
@@ -507,22 +582,25 @@ class MQTTClient:
             raise MQTTError("timed out")
         return left
 
-    def _recv(self, n, end):
-        buf = b""
-        while len(buf) < n:
+    def _recv_into(self, buf, n, end):
+        """Fill the first `n` bytes of `buf` from the socket (a view only
+        for a partial fill: most reads take the whole buffer at once)."""
+        got = 0
+        while got < n:
             self._tsock.settimeout(self._left(end) / 1000)
-            chunk = self._sock.recv(n - len(buf))
-            if not chunk:
+            k = self._readinto(buf if got == 0 and n == len(buf) else memoryview(buf)[got:n])
+            if not k:
                 raise _Closed("connection closed by the broker")
-            buf += chunk
-        return buf
+            got += k
 
-    def _send(self, data, end):
-        mv = memoryview(data)
+    def _send(self, data, end, n=None):
+        """Write `data` (its first `n` bytes, default all) to the socket."""
+        if n is None:
+            n = len(data)
         i = 0
-        while i < len(data):
+        while i < n:
             self._tsock.settimeout(self._left(end) / 1000)
-            i += self._sock.send(mv[i:]) or 0
+            i += self._sock.send(data if i == 0 and n == len(data) else memoryview(data)[i:n]) or 0
         self._tx = ticks_ms()
 
     def _readable(self):
