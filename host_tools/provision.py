@@ -150,10 +150,10 @@ for _d in %r:
 """
 
 # After the copies: the new config replaces the old one in one rename (the
-# outbox's own replace, which also copes with a FAT flash).
+# firmware's own, which also copes with a FAT flash).
 _COMMIT_CONFIG = """\
-from citynode.outbox import _replace
-_replace('/config.json.new', '/config.json')
+from citynode.storage import replace
+replace('/config.json.new', '/config.json')
 """
 
 

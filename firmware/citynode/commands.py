@@ -23,11 +23,11 @@ reliance on dict order.
 """
 
 import json
-import os
 
 from citynode import ticks
 from citynode.flood import WaterLevel
 from citynode.occupancy import MagneticBay, UltrasonicBay
+from citynode.storage import write_atomic
 
 STORE_VERSION = 1
 ID_MAX = 32
@@ -329,17 +329,7 @@ class Commands:
         self._saved = saved
 
     def _write(self, doc):
-        tmp = self.store_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(doc))
-        try:
-            os.rename(tmp, self.store_path)
-        except OSError:  # a file system that will not rename over a file (FAT)
-            try:  # noqa: SIM105 - MicroPython has no contextlib
-                os.remove(self.store_path)
-            except OSError:
-                pass
-            os.rename(tmp, self.store_path)
+        write_atomic(self.store_path, json.dumps(doc))
 
     def load(self):
         """Re-apply the stored settings (at boot, before the first reading).

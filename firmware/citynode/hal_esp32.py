@@ -34,11 +34,11 @@ is retried at each reading and gives `{"fault": "no_answer"}` meanwhile.
 unless given: the desk passes emulated ones (host_tools.emulators.board).
 """
 
-import os
 import time
 
 from citynode import ticks
 from citynode.ranging import RANGERS
+from citynode.storage import write_atomic
 
 NET_WAIT_MS = 15000  # at boot: longest wait for Wi-Fi or Ethernet
 NET_CHECK_MS = 10000  # then: how often the link is checked
@@ -294,10 +294,7 @@ class BoardHal:
         if len(data) <= RTC_BYTES:
             rtc.memory(data)
             return
-        tmp = STATE_PATH + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, STATE_PATH)
+        write_atomic(STATE_PATH, data)
         rtc.memory(_IN_FLASH)
 
     def load_state(self):

@@ -14,6 +14,8 @@ import binascii
 import os
 import struct
 
+from citynode.storage import replace, write_atomic
+
 HEADER = "<HI"
 HEADER_LEN = 6
 MAX_PAYLOAD = 0xFFFF
@@ -43,19 +45,6 @@ def decode(data):
     if i < 0:
         raise ValueError("not an encoded message")
     return data[:i].decode(), data[i + 1:]
-
-
-def _replace(src, dst):
-    """Rename `src` over `dst`. A file system that will not rename over an
-    existing file (FAT) gets the old one removed first."""
-    try:
-        os.rename(src, dst)
-    except OSError:
-        try:  # noqa: SIM105 - MicroPython has no contextlib
-            os.remove(dst)
-        except OSError:
-            pass
-        os.rename(src, dst)
 
 
 def _mkdirs(path):
@@ -150,11 +139,8 @@ class Outbox:
         if cover is None:
             cover = self._cover
         rseg = self._segs[0] if self._segs else self._next
-        tmp = self.folder + "/state.tmp"
-        with open(tmp, "w") as f:
-            f.write("%d %d %d %d\n" % (rseg, self._roff, self.dropped, cover))
+        write_atomic(self.folder + "/state", "%d %d %d %d\n" % (rseg, self._roff, self.dropped, cover))
         self.writes += 1
-        _replace(tmp, self.folder + "/state")
         self._cover = cover
         self._saved = True
 
@@ -174,7 +160,7 @@ class Outbox:
                 if "seg-%08d.log" % n in names:
                     os.remove(self._path(n, ".tmp"))
                     continue
-                _replace(self._path(n, ".tmp"), self._path(n))
+                replace(self._path(n, ".tmp"), self._path(n))
             nums.append(n)
         nums.sort()
         self._next = max(rseg, nums[-1] + 1 if nums else 0)
@@ -234,7 +220,7 @@ class Outbox:
                 dst.write(b)
                 size -= len(b)
         self.writes += 1
-        _replace(tmp, self._path(n))
+        replace(tmp, self._path(n))
 
     def _record(self, n, off):
         """The data of the record at `off` in segment `n`, or None if it

@@ -1,5 +1,8 @@
 """Test helpers for the core tests; MicroPython-compatible like the tests."""
 
+import binascii
+import os
+
 from citynode.ranging import half_speed_q16, speed_mm_s
 
 Q16_20C = half_speed_q16(speed_mm_s(2000))
@@ -8,6 +11,27 @@ Q16_20C = half_speed_q16(speed_mm_s(2000))
 def echo_for_mm(mm, q16=Q16_20C):
     """The echo time (µs) the core turns back into `mm`."""
     return (mm * 65536 + q16 // 2) // q16
+
+
+def fresh_path(kind):
+    """A new, unused path under /tmp (MicroPython has no tempfile)."""
+    return "/tmp/citynode-%s-%s" % (kind, binascii.hexlify(os.urandom(6)).decode())
+
+
+def exists(path):
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def remove_files(path):
+    """Remove `path` and its `.tmp` copy, where they are: call it in a
+    `finally`, so a failing test leaves nothing behind either."""
+    for p in (path, path + ".tmp"):
+        if exists(p):
+            os.remove(p)
 
 
 class Collect:

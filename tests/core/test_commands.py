@@ -1,13 +1,12 @@
 import binascii
 import json
 import os
-import time
 
 from citynode.commands import Commands
 from citynode.config import check_sensors
 from citynode.core import Core
 from citynode.ticks import Clock
-from tests.core.helpers import Collect, echo_for_mm
+from tests.core.helpers import Collect, echo_for_mm, exists, fresh_path, remove_files
 
 SENSORS = [
     {"id": "bay-01", "type": "bay_ultrasonic", "driver": "jsn-sr04t", "empty_mm": 2600},
@@ -15,32 +14,6 @@ SENSORS = [
     {"id": "street", "type": "water", "driver": "jsn-sr04t", "mount_mm": 3500},
     {"id": "env", "type": "env", "period_s": 60},
 ]
-
-_made = [0]
-
-
-def _store_path():
-    """A new, unused file name under /tmp."""
-    _made[0] += 1
-    return "/tmp/citynode-commands-%d-%d-%s.json" % (
-        int(time.time()), _made[0], binascii.hexlify(os.urandom(4)).decode())
-
-
-def _remove(path):
-    for p in (path, path + ".tmp"):
-        try:  # noqa: SIM105 - MicroPython has no contextlib
-            os.remove(p)
-        except OSError:
-            pass
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-    except OSError:
-        return False
-    return True
-
 
 def _write(path, text):
     with open(path, "w") as f:
@@ -84,7 +57,7 @@ class _Setup:
 
     def __init__(self):
         self.core = _core()
-        self.path = _store_path()
+        self.path = fresh_path("commands")
         self.commands = Commands(self.core, self.path)
 
 
@@ -93,19 +66,19 @@ def _run(check):
     try:
         check(s)
     finally:
-        _remove(s.path)
+        remove_files(s.path)
 
 
 def _rejected(s, name, payload, reason_part):
     """Send a command that must be rejected; check the ack and that nothing changed."""
     before = _settings(s.core)
-    stored = _exists(s.path)
+    stored = exists(s.path)
     ack = _cmd(s.commands, name, payload)
     assert ack["ok"] is False, ack
     assert ack["cmd"] == name
     assert reason_part in ack["reason"], ack
     assert _settings(s.core) == before
-    assert _exists(s.path) == stored
+    assert exists(s.path) == stored
     assert s.commands.reboot_requested is False
     return ack
 
@@ -174,7 +147,7 @@ def test_recalibrate_an_ultrasonic_bay():
         ack = _cmd(s.commands, "recalibrate", {"sensor": "bay-01", "id": "r1"})
         assert ack == {"cmd": "recalibrate", "id": "r1", "ok": True}
         assert not s.core.detectors["bay-01"].ready
-        assert not _exists(s.path)  # an action, not a setting
+        assert not exists(s.path)  # an action, not a setting
     _run(check)
 
 
@@ -376,7 +349,7 @@ def test_a_store_that_cannot_be_written_rejects_the_command():
 
 def test_json_nested_too_deep_is_refused():
     core = _core()
-    commands = Commands(core, _store_path(), max_bytes=8192)
+    commands = Commands(core, fresh_path("commands"), max_bytes=8192)
     before = _settings(core)
     ack = commands.handle("cmd/status", b"[" * 3000 + b"]" * 3000)
     assert ack["ok"] is False and ack["reason"] == "payload nested too deeply to parse"
@@ -385,7 +358,7 @@ def test_json_nested_too_deep_is_refused():
 
 def test_max_bytes_is_configurable():
     core = _core()
-    commands = Commands(core, _store_path(), max_bytes=16)
+    commands = Commands(core, fresh_path("commands"), max_bytes=16)
     ack = commands.handle("cmd/reboot", b'{"id": "abcdefghijkl"}')
     assert ack["reason"] == "payload too large (22 bytes, limit 16)"
     assert commands.handle("cmd/reboot", b"{}")["ok"]
@@ -401,7 +374,7 @@ def test_applied_settings_are_stored_and_reloaded():
         assert _cmd(s.commands, "set_interval", {"sensor": "street", "fast_s": 5})["ok"]
         assert _cmd(s.commands, "set_interval", {"sensor": "bay-03", "period_s": 2.5})["ok"]
         assert _cmd(s.commands, "set_interval", {"sensor": "env", "period_s": 300})["ok"]
-        assert not _exists(s.path + ".tmp")
+        assert not exists(s.path + ".tmp")
         doc = _read_json(s.path)
         assert doc["version"] == 1
         assert doc["sensors"]["street"] == {"thresholds_mm": [40, 120, 250], "hysteresis_mm": 10, "fast_s": 5}
