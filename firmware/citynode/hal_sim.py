@@ -15,9 +15,9 @@ the header's `bus` and returning something with `sid in it` and
 `sample(sid, rec)`, such as host_tools.emulators.bench.Bench), so the
 firmware never imports the desk's code.
 
-The node's main loop (citynode.node) takes it like the board's layer
-(citynode.hal_esp32): `clock()`, `stream(core, wait)`, `now()`,
-`service()`, `rssi()`, `reset_cause()`, `reboot()`, `close()`.
+It keeps the hardware-layer contract (docs/hal.md) without deep sleep:
+the node's main loop (citynode.node) takes it like the board's layer
+(citynode.hal_esp32).
 """
 
 from citynode import ticks
@@ -25,6 +25,8 @@ from citynode.core import SLACK_MS
 
 
 class SimHal:
+    DEEP_SLEEP = False  # a recording has no RTC memory to sleep through (docs/hal.md)
+
     """`speed`: recording milliseconds per real millisecond (0: no pacing);
     `stream` then calls `wait(deadline_tick)` before each sample."""
 

@@ -162,6 +162,8 @@ class Node:
             if note is not None:
                 self._note("settings: " + note)
         self.duty = cfg.get("power", DEFAULTS["power"]) == "duty_cycle"
+        if self.duty and not self.hal.DEEP_SLEEP:
+            raise ValueError("power \"duty_cycle\": this hardware layer cannot deep-sleep")
         self.next_health = None  # the tick of the next health message
         if self.duty:
             self._wake()
@@ -209,7 +211,7 @@ class Node:
             return
         if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms):
             return
-        _sid, left = self.hal.first_due(self.core.due_at)
+        _sid, left = ticks.first_due(self.core.due_at, self.hal.now())
         if self.next_health is not None:
             left = min(left, ticks_diff(self.next_health, self.hal.now()))
         if left < SLEEP_MIN_MS:
