@@ -297,6 +297,8 @@ def _write_jsonl(path, rows):
 
 
 def cmd_synth(args):
+    if Path(args.output).exists() and not args.force:
+        raise ValueError("%s exists: choose another name, or --force to overwrite it" % args.output)
     n = synth.synth(args.scenario, args.output, seed=args.seed, start=args.start, rate_hz=args.rate_hz)
     print("wrote %s: %s, %d records" % (args.output, args.scenario, n))
     return 0
@@ -398,6 +400,7 @@ def build_parser():
     s.add_argument("scenario", choices=sorted(synth.SCENARIOS), help="what to simulate")
     s.add_argument("-o", "--output", required=True, help="where to write (.jsonl or .jsonl.gz)")
     s.add_argument("--seed", type=int, help="random seed (default: the bundled recording's)")
+    s.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     s.add_argument("--start", type=int, default=synth.DEFAULT_START,
                    help="start time, UTC epoch seconds (default: %(default)s, 2026-07-14 00:00)")
     s.add_argument("--rate-hz", type=float, metavar="HZ",

@@ -32,7 +32,8 @@ def check_heap(heap):
     m = _HEAP_RE.match(str(heap))
     size = 0
     if m:
-        size = int(m.group(1)) * (8 if m.group(2) else 1) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(3).lower()]
+        unit = {"": 1, "k": 1024, "m": 1 << 20}[m.group(3).lower()]
+        size = int(m.group(1)) * (8 if m.group(2) else 1) * unit
     if size < MIN_HEAP:
         raise ValueError("heap size %r: give a size of 1K or more, such as 96K or 2M" % (str(heap),))
     return str(heap)

@@ -26,14 +26,13 @@ import csv
 import os
 import re
 import ssl
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from citynode.config import _ID_CHARS, PARAMS, check_sensor
 from citynode.node import DEFAULTS, check_broker, check_config
 from citynode.recording import RecordingError
-from host_tools import boards, replay
+from host_tools import boards, replay, tomlfile
 
 CA_PATH = "/ca.der"  # where the broker's CA certificate goes on the board
 RECORDING_PATH = "/rec.jsonl"  # a virtual board's recording (hal "sim")
@@ -164,8 +163,8 @@ def _read_text(path, example):
 def _read_toml(path):
     text = _read_text(path, "sites/example/site.toml")
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return tomlfile.loads(text)
+    except tomlfile.TOMLDecodeError as e:
         raise SiteError("%s: not valid TOML: %s; see docs/provisioning.md for the format"
                         % (path, e)) from None
 
