@@ -220,7 +220,7 @@ def cmd_replay(args):
     if args.json:
         json.dump({"recording": result.path, "runtime": result.runtime, "stats": result.stats,
                    "events": len(result.events), "messages": len(result.messages),
-                   "scores": result.scores}, sys.stdout, indent=2)
+                   "scores": result.scores}, sys.stdout, indent=2, allow_nan=False)
         print()
         return 0
     h = result.header
@@ -256,7 +256,8 @@ def _replay_many(args, paths):
         summaries, table = replay.run_many(paths, args.runtime, args.heap, args.workers, bar.update)
     failed = sum(1 for s in summaries if "error" in s)
     if args.json:
-        json.dump({"runtime": args.runtime, "aggregate": table, "runs": summaries}, sys.stdout, indent=2)
+        json.dump({"runtime": args.runtime, "aggregate": table, "runs": summaries}, sys.stdout, indent=2,
+                  allow_nan=False)
         print()
         for s in summaries:
             if "error" in s:
