@@ -267,20 +267,20 @@ class Reader:
             self._fail("field 't': time goes backwards (%d after %d)" % (t, self._last_t))
         self._last_t = t
         if "s" in r:
-            sid = r["s"]
-            kind = self.sensors.get(sid)
-            if kind is None:
-                self._fail("field 's': unknown sensor %r" % (sid,))
-            self._check_sample(r, kind)
+            self._check_sample(r, self._sensor(r, "s"))
         elif "truth" in r:
-            sid = r["truth"]
-            kind = self.sensors.get(sid)
-            if kind is None:
-                self._fail("field 'truth': unknown sensor %r" % (sid,))
-            self._check_truth(r, kind)
+            self._check_truth(r, self._sensor(r, "truth"))
         else:
             self._fail("record has neither 's' (a sample) nor 'truth'")
         return r
+
+    def _sensor(self, r, key):
+        """The type of the sensor that field `key` of record `r` names."""
+        sid = r[key]
+        kind = self.sensors.get(sid) if type(sid) is str else None
+        if kind is None:
+            self._fail("field '%s': unknown sensor %r" % (key, sid))
+        return kind
 
     def _only(self, r, allowed):
         for key in r:
