@@ -10,9 +10,13 @@ Hypothesis strategies costs milliseconds an example, ten times the parsing.
 A failure names its seed, which rebuilds the input.
 """
 
+import contextlib
 import math
 import os
 import random
+import shutil
+import tempfile
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -82,3 +86,20 @@ def mutate(rng, doc, depth=2):
         else:
             doc[key] = value(rng)
     return doc
+
+
+@contextlib.contextmanager
+def scratch_dir(tmp_path_factory, name):
+    """A folder for the files a fuzz test writes for every example, removed
+    afterwards: in memory (/dev/shm) where there is one, as opening a file
+    on a busy disk can cost more than the parsing; else under pytest's
+    tmp_path."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        path = Path(tempfile.mkdtemp(prefix="citynode-fuzz-%s-" % name, dir=shm))
+    else:
+        path = tmp_path_factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from citynode import replay as core_replay
 from citynode.recording import Reader, RecordingError
 from host_tools import replay
-from tests.fuzz_settings import EXAMPLES, fuzz, mutate, rngs, value
+from tests.fuzz_settings import EXAMPLES, fuzz, mutate, rngs, scratch_dir, value
 from tests.test_recording import GOOD, HEADER
 
 NAME = "fuzz.jsonl"
@@ -86,7 +86,8 @@ def test_fuzz_replay_behind_the_reader(rng):
 
 @pytest.fixture(scope="module")
 def gz_path(tmp_path_factory):
-    return tmp_path_factory.mktemp("fuzz") / (NAME + ".gz")
+    with scratch_dir(tmp_path_factory, "recording") as d:
+        yield d / (NAME + ".gz")
 
 
 @fuzz
