@@ -66,7 +66,7 @@ class Board:
 def _check_fields(where, table, allowed, required):
     for key in table:
         if key not in allowed:
-            raise BoardError("%s: unknown field '%s' (allowed: %s)" % (where, key, ", ".join(allowed)))
+            raise BoardError("%s: unknown field %r (allowed: %s)" % (where, key, ", ".join(allowed)))
     for key in required:
         if key not in table:
             raise BoardError("%s: field '%s' is missing" % (where, key))

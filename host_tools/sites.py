@@ -145,6 +145,8 @@ class Row:
 
 
 def _site_fail(path, field_, what):
+    if not field_.isprintable():  # a key written with escapes: shown with them, on one line
+        field_ = repr(field_)
     raise SiteError("%s: %s: %s" % (path, field_, what))
 
 
@@ -214,7 +216,7 @@ def _load_secrets(site_path, data):
                            % (key, spath.name, sect))
             var = in_site[4:]
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
-                _site_fail(site_path, name, "'%s' is not an environment variable name; write e.g. "
+                _site_fail(site_path, name, "%r is not an environment variable name; write e.g. "
                            "\"env:CITYNODE_%s_%s\"" % (var, sect.upper(), key.upper()))
             missing = ("%s: %s: environment variable %s is not set; export it, or put the %s in %s under [%s]"
                        % (site_path, name, var, key, spath.name, sect))
