@@ -258,10 +258,10 @@ class Reader:
                 self._fail("%s: unknown field '%s'" % (where, key))
 
     def _check_record(self, r):
-        if "format" in r:
-            self._fail("field 'format': a header is only allowed on line 1")
         t = r.get("t")
         if not _is_int(t) or not 0 <= t <= MAX_T:
+            if "format" in r:
+                self._fail("field 'format': a header is only allowed on line 1")
             self._fail("field 't' must be an integer from 0 to %d (ms since start)" % MAX_T)
         if t < self._last_t:
             self._fail("field 't': time goes backwards (%d after %d)" % (t, self._last_t))
