@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from citynode import replay as core_replay
-from citynode.recording import Reader, RecordingError, read_error
+from citynode.recording import READ_ERROR, Reader, RecordingError
 from host_tools import mpy, score
 
 FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ class _Gunzip(io.RawIOBase):
                 self._pending = rest
             data = self._pending or self._f.read(self.CHUNK)
             if not data:
-                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                raise EOFError("the compressed file ends early (cut short)")
             try:
                 out = self._d.decompress(data, len(b))
             except zlib.error as e:
@@ -237,7 +237,7 @@ def plain_copy(path, dst):
             try:
                 chunk = src.read(1 << 16)
             except (OSError, EOFError) as e:
-                raise read_error(str(path), lines + 1, e) from None
+                raise RecordingError(str(path), lines + 1, READ_ERROR % e) from None
             if not chunk:
                 return Path(dst)
             out.write(chunk)

@@ -214,7 +214,7 @@ def test_a_gzip_file_cut_short_names_its_line_on_both_runtimes(tmp_path, capsys)
     p.write_bytes(data)
     lineno = body[:3000].count(b"\n") + 1
     assert cli_on_both_runtimes(capsys, p) == [
-        "%s:%d: the file ends early, in this line (a compressed file cut short)" % (p, lineno)] * 2
+        "%s:%d: cannot read this line: the compressed file ends early (cut short)" % (p, lineno)] * 2
 
 
 def test_a_file_that_is_not_gzip_is_one_line_on_both_runtimes(tmp_path, capsys):

@@ -33,6 +33,7 @@ MAX_T = (1 << 40) - 1  # ms since start: about 34 years
 MAX_LEVEL_MM = 100000  # a true water level: 100 m either way of the dry road
 _CR_ONLY = "lines end with CR alone: end them with LF or CR LF"
 _TOO_BIG = "too large or nested too deeply to parse"
+READ_ERROR = "cannot read this line: %s"  # a stream that failed (a compressed file cut short or corrupt)
 
 
 class RecordingError(Exception):
@@ -42,14 +43,6 @@ class RecordingError(Exception):
         super().__init__("%s:%d: %s" % (path, line, message))
         self.path = path
         self.line = line
-
-
-def read_error(path, line, e):
-    """The RecordingError for a stream that failed while reading line
-    `line`: EOFError is a compressed file cut short."""
-    if isinstance(e, EOFError):
-        return RecordingError(path, line, "the file ends early, in this line (a compressed file cut short)")
-    return RecordingError(path, line, "cannot read this line: %s" % e)
 
 
 def _is_int(v):
@@ -143,11 +136,14 @@ class Reader:
             try:
                 chunk = self._f.read(self._chunk)
             except (OSError, EOFError) as e:
-                raise read_error(self.path, self.line + 1, e) from None
+                raise RecordingError(self.path, self.line + 1, READ_ERROR % e) from None
             if not chunk:
                 self._buf = b""
                 self._pos = 0
-                return self._join(parts) if size else None
+                if not size:
+                    return None
+                self.line += 1
+                return b"".join(parts)
             i = chunk.find(b"\n")
             if i >= 0:
                 self._buf = chunk
@@ -155,7 +151,8 @@ class Reader:
                 parts.append(chunk[:i])
                 size += i
                 if size <= MAX_LINE:
-                    return self._join(parts)
+                    self.line += 1
+                    return b"".join(parts)
             else:
                 parts.append(chunk)
                 size += len(chunk)
@@ -163,13 +160,6 @@ class Reader:
         if sum(p.count(b"\r") for p in parts) > 1:  # CR LF ends a line with one CR
             self._fail(_CR_ONLY)
         self._fail("line longer than %d bytes" % MAX_LINE)
-
-    def _join(self, parts):
-        self.line += 1
-        try:
-            return b"".join(parts)
-        except MemoryError:  # a small MicroPython heap
-            self._fail(_TOO_BIG)
 
     def _parse(self, raw):
         try:
@@ -267,20 +257,20 @@ class Reader:
             self._fail("field 't': time goes backwards (%d after %d)" % (t, self._last_t))
         self._last_t = t
         if "s" in r:
-            self._check_sample(r, self._sensor(r, "s"))
+            sid = r["s"]
+            kind = self.sensors.get(sid) if type(sid) is str else None
+            if kind is None:
+                self._fail("field 's': unknown sensor %r" % (sid,))
+            self._check_sample(r, kind)
         elif "truth" in r:
-            self._check_truth(r, self._sensor(r, "truth"))
+            sid = r["truth"]
+            kind = self.sensors.get(sid) if type(sid) is str else None
+            if kind is None:
+                self._fail("field 'truth': unknown sensor %r" % (sid,))
+            self._check_truth(r, kind)
         else:
             self._fail("record has neither 's' (a sample) nor 'truth'")
         return r
-
-    def _sensor(self, r, key):
-        """The type of the sensor that field `key` of record `r` names."""
-        sid = r[key]
-        kind = self.sensors.get(sid) if type(sid) is str else None
-        if kind is None:
-            self._fail("field '%s': unknown sensor %r" % (key, sid))
-        return kind
 
     def _only(self, r, allowed):
         for key in r:
