@@ -243,6 +243,12 @@ def test_absurd_air_is_a_fault_not_a_crash_on_both_runtimes(tmp_path):
     assert faults == [(300 * k + s, "air_out_of_range", s == 180) for k in range(3) for s in (180, 240)]
 
 
+def test_a_folder_without_recordings_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no recordings here\n")
+    assert one_line_error(capsys, ["replay", str(tmp_path)]) == \
+        "%s: no recordings (.jsonl, .jsonl.gz) in this folder" % tmp_path
+
+
 # ---- synth, heap sizes, the example site
 
 
