@@ -119,36 +119,41 @@ class _Gunzip(io.RawIOBase):
     the size of the reads), it gives every byte before the cut, then raises
     EOFError; corrupt data raises OSError."""
 
-    CHUNK = 1 << 16
+    CHUNK = 1 << 16  # compressed bytes read at a time
+    OUT = 1 << 20  # decompressed at a time, at most (a file of zeros inflates a thousandfold)
 
     def __init__(self, path):
         super().__init__()
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._d = zlib.decompressobj(31)  # 31: a gzip header and trailer
-        self._pending = b""
+        self._pending = b""  # compressed bytes read but not yet decompressed
+        self._out = b""  # decompressed bytes, not all handed out yet
+        self._at = 0
 
     def readable(self):
         return True
 
     def readinto(self, b):
-        out = b""
-        while not out:
+        while self._at >= len(self._out):
             if self._d.eof:
                 rest = self._d.unused_data or self._f.read(self.CHUNK)
                 if not rest:
-                    break
+                    return 0
                 self._d = zlib.decompressobj(31)  # the next member of a concatenated file
                 self._pending = rest
             data = self._pending or self._f.read(self.CHUNK)
             if not data:
                 raise EOFError("the compressed file ends early (cut short)")
             try:
-                out = self._d.decompress(data, len(b))
+                self._out = self._d.decompress(data, self.OUT)
             except zlib.error as e:
                 raise OSError("corrupt compressed data (%s)" % e) from None
+            self._at = 0
             self._pending = self._d.unconsumed_tail
-        b[:len(out)] = out
-        return len(out)
+        n = min(len(b), len(self._out) - self._at)
+        b[:n] = self._out[self._at:self._at + n]
+        self._at += n
+        return n
 
     def close(self):
         self._f.close()
