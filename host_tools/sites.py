@@ -26,7 +26,6 @@ import csv
 import os
 import re
 import ssl
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from citynode.config import _ID_CHARS, PARAMS, check_sensor
 from citynode.node import check_broker, check_config
 from citynode.nodeconfig import DEFAULTS
 from citynode.recording import RecordingError
-from host_tools import boards, replay
+from host_tools import boards, replay, tomlfile
 
 CA_PATH = "/ca.der"  # where the broker's CA certificate goes on the board
 RECORDING_PATH = "/rec.jsonl"  # a virtual board's recording (hal "sim")
@@ -147,6 +146,8 @@ class Row:
 
 
 def _site_fail(path, field_, what):
+    if not field_.isprintable():  # a key written with escapes: shown with them, on one line
+        field_ = repr(field_)
     raise SiteError("%s: %s: %s" % (path, field_, what))
 
 
@@ -165,8 +166,8 @@ def _read_text(path, example):
 def _read_toml(path):
     text = _read_text(path, "sites/example/site.toml")
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return tomlfile.loads(text)
+    except tomlfile.TOMLDecodeError as e:
         raise SiteError("%s: not valid TOML: %s; see docs/provisioning.md for the format"
                         % (path, e)) from None
 
@@ -216,7 +217,7 @@ def _load_secrets(site_path, data):
                            % (key, spath.name, sect))
             var = in_site[4:]
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
-                _site_fail(site_path, name, "'%s' is not an environment variable name; write e.g. "
+                _site_fail(site_path, name, "%r is not an environment variable name; write e.g. "
                            "\"env:CITYNODE_%s_%s\"" % (var, sect.upper(), key.upper()))
             missing = ("%s: %s: environment variable %s is not set; export it, or put the %s in %s under [%s]"
                        % (site_path, name, var, key, spath.name, sect))

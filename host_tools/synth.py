@@ -35,6 +35,7 @@ import json
 import math
 import random
 
+from citynode.recording import MAX_START
 from host_tools import physics
 
 FORMAT = "citynode-recording"
@@ -826,6 +827,8 @@ def synth(scenario, path, seed=None, start=DEFAULT_START, rate_hz=None):
     whose sampling can change (`parking-interference`)."""
     if scenario not in SCENARIOS:
         raise ValueError("unknown scenario %r (choose from %s)" % (scenario, ", ".join(SCENARIOS)))
+    if type(start) is not int or not 0 <= start <= MAX_START:
+        raise ValueError("start %s: give UTC epoch seconds from 0 to %d" % (start, MAX_START))
     if seed is None:
         seed = DEFAULT_SEEDS[scenario]
     if rate_hz is None:

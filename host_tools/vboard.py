@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import os
 import pty
-import re
 import select
 import signal
 import subprocess
@@ -72,8 +71,6 @@ _STALE_OUTPUT = 5.0           # output nobody reads for this long is dropped, as
                               # (long enough that a reader starved by a busy machine is not "nobody")
 _MAX_BACKLOG = 1 << 16        # stop reading the interpreter when this much is unsent
 _CHILD_EXIT_TIMEOUT = 3.0     # after SIGTERM, before SIGKILL
-
-_HEAP_RE = re.compile(r"^[0-9]+[wW]?[kKmM]?$")
 
 # Runs in the interpreter's __main__ before its REPL starts (`micropython -i
 # -c`). Mounts the flash folder as / (a VfsPosix whose directory listings also
@@ -207,8 +204,10 @@ class VirtualBoard:
     relay. Also a context manager."""
 
     def __init__(self, flash_dir, heap="256K", micropython=None):
-        if not _HEAP_RE.match(str(heap)):
-            raise VirtualBoardError("heap %r: expected a size such as 256K or 2M" % (heap,))
+        try:
+            mpy.check_heap(heap)
+        except ValueError as e:
+            raise VirtualBoardError(str(e)) from None
         self.flash_dir = Path(flash_dir).resolve()
         self.heap = str(heap)
         self.micropython = micropython

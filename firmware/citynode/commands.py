@@ -344,6 +344,8 @@ class Commands:
             if e.args and e.args[0] == 2:  # ENOENT: nothing stored yet
                 return None
             return "store unreadable (%s): ignored" % e
+        except UnicodeError:
+            return "store is not UTF-8 text: ignored"
         try:
             doc = json.loads(text)
         except (ValueError, RuntimeError, MemoryError):

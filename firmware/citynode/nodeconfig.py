@@ -87,6 +87,9 @@ def check_broker(b):
             _fail("broker.tls.server_hostname must be a string")
 
 
+ETHERNET_PHYS = ("LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8081")  # network.LAN's PHY_* types
+
+
 def _gpio(v, where):
     if type(v) is not int or not 0 <= v <= 48:
         _fail("%s must be a GPIO number, 0 to 48" % where)
@@ -145,7 +148,7 @@ def _check_network(net):
             _fail("network.password must be a string")
     elif kind == "ethernet":
         _only(net, ("kind", "phy", "phy_addr", "mdc", "mdio", "power", "ref_clk"), "network.")
-        if net.get("phy") not in ("LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8081"):
+        if net.get("phy") not in ETHERNET_PHYS:
             _fail("network.phy must name the Ethernet PHY (e.g. LAN8720)")
         for key in ("phy_addr", "mdc", "mdio", "power", "ref_clk"):
             if key in net or key in ("phy_addr", "mdc", "mdio"):

@@ -25,6 +25,15 @@ _BME280_WORDS = (_U16, _S16, _S16, _U16) + (_S16,) * 8 + ((0, 255), _S16, (0, 25
                                                        (-2048, 2047), (-128, 127))
 _ENV_FIELDS = ("temp_c", "pressure_pa", "humidity_pct")
 _MAX_PINGS = 16
+# Longest line read, in bytes (LF not counted): a header with many sensors
+# stays far below it, and a 96K MicroPython heap holds it.
+MAX_LINE = 4096
+MAX_START = (1 << 32) - 1  # 2106-02-07 06:28:15 UTC
+MAX_T = (1 << 40) - 1  # ms since start: about 34 years
+MAX_LEVEL_MM = 100000  # a true water level: 100 m either way of the dry road
+_CR_ONLY = "lines end with CR alone: end them with LF or CR LF"
+_TOO_BIG = "too large or nested too deeply to parse"
+READ_ERROR = "cannot read this line: %s"  # a stream that failed (a compressed file cut short or corrupt)
 
 
 class RecordingError(Exception):
@@ -62,7 +71,6 @@ class Reader:
         self._chunk = chunk
         self._buf = b""
         self._pos = 0
-        self._eof = False
         self._last_t = 0
         self._f = open(path, "rb") if stream is None else stream  # noqa: SIM115 - closed at the end or by close()
         try:
@@ -112,34 +120,56 @@ class Reader:
         raise RecordingError(self.path, self.line, message)
 
     def _next_line(self):
+        """The next line's bytes without its LF, or None at the end. Linear
+        in the file's size: each byte is searched for LF once, and a line is
+        refused as soon as it is known to pass MAX_LINE bytes."""
         buf = self._buf
         pos = self._pos
-        while True:
-            i = buf.find(b"\n", pos)
-            if i >= 0:
-                self._pos = i + 1
-                self.line += 1
-                return buf[pos:i]
-            if self._eof:
+        i = buf.find(b"\n", pos)
+        if 0 <= i <= pos + MAX_LINE:
+            self._pos = i + 1
+            self.line += 1
+            return buf[pos:i]
+        parts = [buf[pos:]]  # a line across chunks: joined once, at its end
+        size = len(buf) - pos
+        while size <= MAX_LINE:
+            try:
+                chunk = self._f.read(self._chunk)
+            except (OSError, EOFError) as e:
+                raise RecordingError(self.path, self.line + 1, READ_ERROR % e) from None
+            if not chunk:
                 self._buf = b""
                 self._pos = 0
-                if pos >= len(buf):
+                if not size:
                     return None
                 self.line += 1
-                return buf[pos:]
-            chunk = self._f.read(self._chunk)
-            if not chunk:
-                self._eof = True
+                return b"".join(parts)
+            i = chunk.find(b"\n")
+            if i >= 0:
+                self._buf = chunk
+                self._pos = i + 1
+                parts.append(chunk[:i])
+                size += i
+                if size <= MAX_LINE:
+                    self.line += 1
+                    return b"".join(parts)
             else:
-                buf = buf[pos:] + chunk
-                pos = 0
-                self._buf = buf
+                parts.append(chunk)
+                size += len(chunk)
+        self.line += 1
+        if sum(p.count(b"\r") for p in parts) > 1:  # CR LF ends a line with one CR
+            self._fail(_CR_ONLY)
+        self._fail("line longer than %d bytes" % MAX_LINE)
 
     def _parse(self, raw):
         try:
             obj = json.loads(raw)
         except ValueError:
+            if b"\r" in raw.strip():
+                self._fail(_CR_ONLY)
             self._fail("not a JSON object (truncated or corrupt line)")
+        except (RuntimeError, MemoryError):  # CPython's recursion limit; MicroPython's heap
+            self._fail(_TOO_BIG)
         if type(obj) is not dict:
             self._fail("not a JSON object")
         return obj
@@ -156,8 +186,9 @@ class Reader:
         for key in h:
             if key not in _HEADER_REQUIRED and key not in _HEADER_OPTIONAL:
                 self._fail("header: unknown field '%s'" % key)
-        if not _is_int(h["start"]) or h["start"] < 0:
-            self._fail("header: field 'start' must be UTC epoch seconds (an integer)")
+        if not _is_int(h["start"]) or not 0 <= h["start"] <= MAX_START:
+            self._fail("header: field 'start' must be UTC epoch seconds (an integer from 0 to %d)"
+                       % MAX_START)
         for key in ("node", "board"):
             if type(h[key]) is not str:
                 self._fail("header: field '%s' must be a string" % key)
@@ -218,20 +249,22 @@ class Reader:
 
     def _check_record(self, r):
         t = r.get("t")
-        if not _is_int(t) or t < 0:
-            self._fail("field 't' must be a non-negative integer (ms since start)")
+        if not _is_int(t) or not 0 <= t <= MAX_T:
+            if "format" in r:
+                self._fail("field 'format': a header is only allowed on line 1")
+            self._fail("field 't' must be an integer from 0 to %d (ms since start)" % MAX_T)
         if t < self._last_t:
             self._fail("field 't': time goes backwards (%d after %d)" % (t, self._last_t))
         self._last_t = t
         if "s" in r:
             sid = r["s"]
-            kind = self.sensors.get(sid)
+            kind = self.sensors.get(sid) if type(sid) is str else None
             if kind is None:
                 self._fail("field 's': unknown sensor %r" % (sid,))
             self._check_sample(r, kind)
         elif "truth" in r:
             sid = r["truth"]
-            kind = self.sensors.get(sid)
+            kind = self.sensors.get(sid) if type(sid) is str else None
             if kind is None:
                 self._fail("field 'truth': unknown sensor %r" % (sid,))
             self._check_truth(r, kind)
@@ -293,8 +326,10 @@ class Reader:
 
     def _check_truth(self, r, kind):
         if kind == "water":
-            if not _is_num(r.get("level_mm")):
-                self._fail("field 'level_mm' must be a number")
+            v = r.get("level_mm")
+            if not _is_num(v) or not -MAX_LEVEL_MM <= v <= MAX_LEVEL_MM:
+                self._fail("field 'level_mm' must be a number from %d to %d (mm)"
+                           % (-MAX_LEVEL_MM, MAX_LEVEL_MM))
             self._only(r, ("t", "truth", "level_mm", "note"))
         elif kind == "env":
             self._fail("field 'truth': no ground truth is defined for env sensors")
