@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from citynode import replay as core_replay
-from citynode.recording import READ_ERROR, Reader, RecordingError
+from citynode.recording import MAX_LINE, READ_ERROR, Reader, RecordingError
 from host_tools import mpy, score
 from host_tools.emulators.replay import parts
 
@@ -230,9 +230,17 @@ def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
     # which a recording of bus-level values replays through.
     env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(firmware), str(FIRMWARE_DIR.parent),
                                                          mpy.library_path())))
-    cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", "host_tools.emulators.replay",
-           str(path)]
+    cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", _entry(path), str(path)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+
+
+def _entry(path):
+    """The module MicroPython runs: the firmware's replay, or (for a
+    recording of bus-level values, whose header has a `bus`) the same with
+    the desk's emulated parts handed in, which costs the heap the parts take."""
+    with open(path, "rb") as f:
+        head = f.readline(MAX_LINE + 1)
+    return "host_tools.emulators.replay" if b'"bus"' in head else "citynode.replay"
 
 
 def plain_copy(path, dst):

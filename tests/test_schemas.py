@@ -31,6 +31,7 @@ from citynode import replay as core_replay
 from citynode.outbox import Outbox
 from citynode.publisher import Publisher
 from host_tools import rawbus
+from host_tools.emulators.replay import parts
 from tests.conftest import BUNDLED, ROOT, bundled
 
 SCHEMA_DIR = ROOT / "docs" / "schemas"
@@ -99,17 +100,26 @@ class RecordingClient:
 
     def __init__(self):
         self.sent = []  # (topic, payload bytes, qos, retain)
+        self.on_puback = None
+        self._unacked = []
 
     def maintain(self):
         return True
 
     def pending(self):
+        # A broker that acknowledges at once: the PUBACKs of what was
+        # handed over arrive when the publisher next looks.
+        acks, self._unacked = self._unacked, []
+        for pid in acks:
+            self.on_puback(pid)
         return 0
 
-    def publish(self, topic, payload, qos=0, retain=False):
+    def publish(self, topic, payload, qos=0, retain=False, dup=False):
         if isinstance(payload, str):
             payload = payload.encode()
-        self.sent.append((topic, payload, qos, retain))
+        self.sent.append((topic, bytes(payload), qos, retain))
+        if qos:
+            self._unacked.append(len(self.sent))
         return len(self.sent) if qos else None
 
 
@@ -120,9 +130,10 @@ def wire_replay(path, outbox_dir):
     pub = Publisher(client, Outbox(str(outbox_dir)), SITE, NODE)
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
-        core_replay.replay(str(path), pub.publish, stream=f)
-    assert pub.stored == 0 and pub.lost == 0  # everything went straight to the client
-    assert pub.published == len(client.sent)
+        core_replay.replay(str(path), pub.publish, stream=f, parts=parts)
+    # Every message went through the outbox to the client, none lost or dropped.
+    assert pub.lost == 0 and pub.outbox.dropped == 0
+    assert pub.stored == pub.published == len(client.sent)
     return client.sent
 
 

@@ -7,7 +7,8 @@ the core says they are due, with the watchdog, the network and NTP.
         core.feed(sid, t, sample)
 
 The hardware-layer contract (docs/hal.md) with deep sleep (`DEEP_SLEEP`):
-`save_state()`, `load_state()` and `sleep(ms)` for the duty-cycled profile.
+`first_due()`, `save_state()`, `load_state()` and `sleep(ms)` for the
+duty-cycled profile.
 
 Time. The core's ticks are the RTC's milliseconds less every step NTP has
 made it take, wrapped at 2**30: the RTC keeps counting through deep sleep,
@@ -43,6 +44,7 @@ NET_CHECK_MS = 10000  # then: how often the link is checked
 NTP_EVERY_S = 6 * 3600
 NTP_RETRY_MS = 60000  # while the clock was never set
 _SLICE_MS = 100  # longest sleep between two watchdog feeds in a wait here
+_MAX_WAIT_MS = 3600 * 1000  # a due time further away than this is a clock jump: read now
 _UART_BAUD = 9600  # A02YYUW
 RTC_BYTES = 2048  # RTC memory kept through deep sleep (MicroPython's esp32 port)
 STATE_PATH = "/state.json"  # the deep-sleep state when it is larger
@@ -245,11 +247,26 @@ class BoardHal:
         self._anchor()
         return self._clock
 
+    def first_due(self, due_at):
+        """(sensor, ms until it is due) of the first sensor to read: one
+        never read first, then the most overdue, then the soonest due."""
+        now = self.now()
+        sid = None
+        best = 0
+        for k in due_at:
+            d = due_at[k]
+            left = -_MAX_WAIT_MS if d is None else ticks.diff(d, now)
+            if sid is None or left < best:
+                sid, best = k, left
+        if best > _MAX_WAIT_MS:  # the RTC jumped back (NTP): do not stall
+            best = 0
+        return sid, best
+
     def stream(self, sched, wait):
         """Forever: wait until the first sensor is due (by `sched.due_at`),
         read it, yield `(sensor, t, sample)`."""
         while True:
-            sid, left = ticks.first_due(sched.due_at, self.now())
+            sid, left = self.first_due(sched.due_at)
             if left > 0:
                 wait(ticks.add(ticks.now_ms(), left))
             yield sid, self.now(), self.parts[sid].sample()

@@ -69,7 +69,7 @@ def check_broker(b):
     nodeconfig.check_broker(b)
 
 
-def _forget(*names):
+def forget(*names):
     """Drop modules the node no longer needs, so their code can be freed."""
     for name in names:
         sys.modules.pop(name, None)
@@ -158,7 +158,7 @@ class Node:
             pass  # nothing stored: the command code need not even load
         else:
             note = self._commands().load()
-            _forget("citynode.commands")
+            forget("citynode.commands")
             if note is not None:
                 self._note("settings: " + note)
         self.duty = cfg.get("power", DEFAULTS["power"]) == "duty_cycle"
@@ -211,7 +211,7 @@ class Node:
             return
         if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms):
             return
-        _sid, left = ticks.first_due(self.core.due_at, self.hal.now())
+        _sid, left = self.hal.first_due(self.core.due_at)
         if self.next_health is not None:
             left = min(left, ticks_diff(self.next_health, self.hal.now()))
         if left < SLEEP_MIN_MS:
@@ -253,7 +253,7 @@ class Node:
             ack = commands.handle(suffix, payload)
             self.reboot_requested = self.reboot_requested or commands.reboot_requested
             commands = None
-            _forget("citynode.commands")
+            forget("citynode.commands")
         self._acks.append(ack)
 
     def service(self):
@@ -271,7 +271,7 @@ class Node:
 
             if announce(self.client, self.cfg, VERSION):
                 self.discovery = False
-                _forget("citynode.discovery")
+                forget("citynode.discovery")
 
     def _wait_until(self, deadline):
         while True:
@@ -419,7 +419,7 @@ def main(path=CONFIG_PATH):
         check_config(cfg)
     except ValueError as e:
         return safe_mode(cfg, str(e))
-    _forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go
+    forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go
     n = None
     try:
         n = Node(cfg)

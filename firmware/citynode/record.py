@@ -34,7 +34,7 @@ import sys
 
 from citynode import VERSION, ticks
 from citynode.core import Core
-from citynode.node import CONFIG_PATH, check_config, load_config, make_hal
+from citynode.node import CONFIG_PATH, check_config, forget, load_config, make_hal
 
 MARK = "#rec "
 ASK = "?"  # a byte from the host: "which tick is it now?" (a ground-truth note to stamp)
@@ -153,6 +153,7 @@ def main(path=CONFIG_PATH):
     try:
         cfg = load_config(path)
         check_config(cfg)
+        forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go, as the node's
         hal = make_hal(cfg)
     except Exception as e:  # noqa: BLE001 - one line for the host, whatever it is
         emit({"error": str(e) if isinstance(e, ValueError) else "%s: %s" % (type(e).__name__, e)})

@@ -143,7 +143,7 @@ class Reader:
                 if not size:
                     return None
                 self.line += 1
-                return b"".join(parts)
+                return self._join(parts)
             i = chunk.find(b"\n")
             if i >= 0:
                 self._buf = chunk
@@ -152,7 +152,7 @@ class Reader:
                 size += i
                 if size <= MAX_LINE:
                     self.line += 1
-                    return b"".join(parts)
+                    return self._join(parts)
             else:
                 parts.append(chunk)
                 size += len(chunk)
@@ -160,6 +160,12 @@ class Reader:
         if sum(p.count(b"\r") for p in parts) > 1:  # CR LF ends a line with one CR
             self._fail(_CR_ONLY)
         self._fail("line longer than %d bytes" % MAX_LINE)
+
+    def _join(self, parts):
+        try:
+            return b"".join(parts)
+        except MemoryError:  # MicroPython: no room for the whole line on this heap
+            self._fail(_TOO_BIG)
 
     def _parse(self, raw):
         try:

@@ -91,22 +91,3 @@ class Clock:
         self._t = t
         return self._s
 
-
-MAX_WAIT_MS = 3600 * 1000  # a due time further away than this is a clock jump: read now
-
-
-def first_due(due_at, now):
-    """(sensor, ms until it is due) of the first of `due_at` (sensor: due
-    tick, or None for never read) to read at tick `now`: one never read
-    first, then the most overdue, then the soonest due. A due time more than
-    MAX_WAIT_MS away is a clock that jumped back: 0, do not stall."""
-    sid = None
-    best = 0
-    for k in due_at:
-        d = due_at[k]
-        left = -MAX_WAIT_MS if d is None else diff(d, now)
-        if sid is None or left < best:
-            sid, best = k, left
-    if best > MAX_WAIT_MS:
-        best = 0
-    return sid, best

@@ -63,12 +63,3 @@ def test_clock_keep_moves_the_anchor_only_once_it_is_a_day_old():
         c.keep(t)
     assert c.epoch(t) == 1000 + 30 * 5 * 3600
 
-
-def test_first_due_a_sensor_never_read_then_the_most_overdue_then_the_soonest():
-    now = ticks.MASK - 100  # just before the wrap
-    assert ticks.first_due({"a": ticks.add(now, 500), "b": None, "c": ticks.add(now, -50)}, now) == \
-        ("b", -ticks.MAX_WAIT_MS)
-    assert ticks.first_due({"a": ticks.add(now, 500), "c": ticks.add(now, -50)}, now) == ("c", -50)
-    assert ticks.first_due({"a": ticks.add(now, 500), "c": ticks.add(now, 900)}, now) == ("a", 500)
-    # further away than an hour: the clock jumped back, read now rather than stall
-    assert ticks.first_due({"a": ticks.add(now, ticks.MAX_WAIT_MS + 1)}, now) == ("a", 0)
