@@ -67,8 +67,7 @@ _START_TIMEOUT = 10.0         # start(): interpreter up and running its startup 
 _RAW_RESET_TIMEOUT = 10.0     # host input held while a raw-REPL reset completes
 _CTRL_C_GRACE = 0.3           # a Ctrl-C waits this long for the interpreter to settle
 _CTRL_C_REPEAT = 0.25         # a second SIGINT sooner than this would kill the unix port
-_STALE_OUTPUT = 5.0           # output nobody reads for this long is dropped, as on a UART
-                              # (long enough that a reader starved by a busy machine is not "nobody")
+_STALE_OUTPUT = 1.0           # output nobody reads for this long is dropped, as on a UART
 _MAX_BACKLOG = 1 << 16        # stop reading the interpreter when this much is unsent
 _CHILD_EXIT_TIMEOUT = 3.0     # after SIGTERM, before SIGKILL
 
