@@ -14,6 +14,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from citynode import sensors as registry
 from citynode.nodeconfig import ETHERNET_PHYS
 from host_tools import tomlfile
 
@@ -193,9 +194,9 @@ def hal_config(board, sensors):
     uart_user = None
     on_i2c = {}
     for s in sensors:
-        sid, kind = s["id"], s["type"]
-        if kind in ("bay_ultrasonic", "water"):
-            driver = s.get("driver", "hc-sr04")
+        sid, kind = s["id"], registry.get(s["type"])
+        driver = s.get("driver", kind.DRIVER)
+        if kind.RANGED:
             if driver in _RANGING_GPIO:
                 if slot >= len(board.ultrasonic["trig"]):
                     raise BoardError("sensor %s: %s has trigger/echo pins for %d ultrasonic sensors" % (
@@ -208,7 +209,7 @@ def hal_config(board, sensors):
             else:
                 uart_user = sid
         else:
-            part = "qmc5883l" if kind == "bay_magnetic" else "bme280"
+            part = driver
             if part in on_i2c:
                 raise BoardError("sensor %s: one %s per I2C bus (fixed address), taken by %s" % (
                     sid, part.upper(), on_i2c[part]))

@@ -31,6 +31,7 @@ import tty
 from collections import deque
 from pathlib import Path
 
+from citynode import sensors as registry
 from citynode import ticks
 from citynode.record import ASK, MARK
 from citynode.recording import FORMAT, Reader, RecordingError
@@ -85,7 +86,7 @@ def parse_note(text, sensors):
     if not m:
         raise ValueError("%r: expected %s" % (text.strip(), ANNOTATION_HELP))
     word, rest = m.group(1).lower(), m.group(2).split()
-    bays = [s["id"] for s in sensors if s["type"] in ("bay_ultrasonic", "bay_magnetic")]
+    bays = [s["id"] for s in sensors if registry.is_bay(s["type"])]
     waters = [s["id"] for s in sensors if s["type"] == "water"]
     if word in ("o", "occupied", "f", "free"):
         if not bays:

@@ -14,6 +14,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+from citynode import sensors as registry
 from citynode.flood import ALERT_NAMES as ALERT_LEVELS
 from citynode.flood import WaterLevel
 from host_tools.score import (
@@ -28,7 +29,7 @@ from host_tools.score import (
 ALERT_RANK = {name: rank for rank, name in enumerate(ALERT_LEVELS)}
 MAX_PLOT_POINTS = 2000
 MAX_EVENT_ROWS = 500
-BAY_TYPES = ("bay_ultrasonic", "bay_magnetic")
+BAY_TYPES = tuple(t for t in registry.TYPES if registry.is_bay(t))
 MS_PER_HOUR = 3_600_000
 
 COLOURS = {"published": "#1f5fa8", "truth": "#2e9e44", "normal": "#607d8b", "watch": "#c9a100",

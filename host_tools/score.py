@@ -32,6 +32,7 @@ multiple of 2**30 that brings it within 2**29 ms of the moment its payload's
 import bisect
 import statistics
 
+from citynode import sensors as registry
 from citynode import ticks
 from citynode.flood import ABOVE_MAX, ALERT_NAMES, WaterLevel
 
@@ -302,7 +303,7 @@ def score(header, messages, truth):
     found = gaps(messages)
     if found:
         out["gaps"] = found
-    bays = [s["id"] for s in sensors if s["type"] in ("bay_ultrasonic", "bay_magnetic")]
+    bays = [s["id"] for s in sensors if registry.is_bay(s["type"])]
     occ = occupancy(messages, truth, bays)
     if occ is not None:
         out["occupancy"] = occ

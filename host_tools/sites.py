@@ -29,7 +29,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from citynode.config import _ID_CHARS, PARAMS, check_sensor
+from citynode import sensors
+from citynode.config import _ID_CHARS, check_sensor
 from citynode.node import check_broker, check_config
 from citynode.nodeconfig import DEFAULTS
 from citynode.recording import RecordingError
@@ -41,8 +42,9 @@ POWER = ("always_on", "duty_cycle")
 DEFAULT_NTP = "pool.ntp.org"
 REDACTED = "***"
 
-# Bay kinds in the inventory's `bays` column, and the sensor type each is.
-BAY_KINDS = {"ultrasonic": "bay_ultrasonic", "magnetic": "bay_magnetic"}
+# Bay kinds in the inventory's `bays` column, and the sensor type each is:
+# every bay type (citynode.sensors), named without its "bay_".
+BAY_KINDS = {t[len("bay_"):]: t for t in sensors.TYPES if sensors.is_bay(t)}
 WATER_ID = "street"  # the water sensor of a street node (mount_mm)
 ENV_ID = "env"  # the air sensor every node gets when the site has [sensors.env]
 
@@ -271,8 +273,8 @@ def _check_sensor_defaults(path, data):
     out = {}
     for kind, params in sens.items():
         name = "sensors.%s" % kind
-        if kind not in PARAMS:
-            _site_fail(path, name, "unknown sensor type; the types are %s" % ", ".join(sorted(PARAMS)))
+        if kind not in sensors.TYPES:
+            _site_fail(path, name, "unknown sensor type; the types are %s" % ", ".join(sorted(sensors.TYPES)))
         if not isinstance(params, dict):
             _site_fail(path, name, "must be a table: [%s] followed by its parameters" % name)
         for k in ("id", "type"):

@@ -6,6 +6,7 @@ runtimes share, so pytest runs them on CPython and this runs them here.
 Prints PASS/FAIL per test and a closing count; exits 1 on any failure.
 """
 
+import gc
 import sys
 
 
@@ -15,6 +16,7 @@ def run(module_name):
     for name in sorted(dir(mod)):
         if not name.startswith("test_"):
             continue
+        gc.collect()  # each test starts on a collected heap, as a node does after boot
         try:
             getattr(mod, name)()
         except Exception as e:  # noqa: BLE001 - report every failure and go on

@@ -25,8 +25,7 @@ reliance on dict order.
 import json
 
 from citynode import ticks
-from citynode.flood import WaterLevel
-from citynode.occupancy import MagneticBay, UltrasonicBay
+from citynode.sensors import get as type_module
 from citynode.storage import write_atomic
 
 STORE_VERSION = 1
@@ -37,8 +36,6 @@ ID_MAX = 32
 MIN_S = 0.1
 MAX_PERIOD_S = 86400
 MAX_WATER_S = 3600
-
-_BAYS = ("bay_ultrasonic", "bay_magnetic")
 
 # Fields each command accepts besides the optional "id"; required ones first.
 _FIELDS = {
@@ -75,16 +72,19 @@ def _seconds(ms):
 
 def sensor_type(core, sid):
     """The configured type of sensor `sid` in `core`, or None if it has none."""
-    det = core.detectors.get(sid)
-    if isinstance(det, WaterLevel):
-        return "water"
-    if isinstance(det, UltrasonicBay):
-        return "bay_ultrasonic"
-    if isinstance(det, MagneticBay):
-        return "bay_magnetic"
-    if sid in core.env_faults:
-        return "env"
-    return None
+    return core.types.get(sid)
+
+
+def _has_thresholds(kind):
+    return "thresholds_mm" in kind.PARAMS
+
+
+def _any(kind):
+    return True
+
+
+def _is_bay(kind):
+    return kind.TOPIC == "bay"
 
 
 def _set(plan):
@@ -109,6 +109,11 @@ class Commands:
         self.max_bytes = max_bytes
         self.reboot_requested = False
         self._saved = {}  # sensor id -> {field: value} as stored
+        # Each sensor's type module, loaded now: not in the middle of a run,
+        # where a module arriving with the first command fragments the heap.
+        self._kinds = {}
+        for sid in core.types:
+            self._kinds[sid] = type_module(core.types[sid])
 
     # -- commands -----------------------------------------------------------
 
@@ -172,20 +177,21 @@ class Commands:
             if key not in payload:
                 raise _Reject("missing field '%s'" % key)
 
-    def _sensor(self, payload, types, what):
-        """The sensor id the command names, checked to be one of `types`."""
+    def _sensor(self, payload, fits, what):
+        """The sensor id the command names, checked to be of a type (its
+        module, citynode.sensors) for which `fits` is true."""
         sid = payload["sensor"]
         if type(sid) is not str:
             raise _Reject("field 'sensor' must be a string")
-        kind = sensor_type(self.core, sid)
+        kind = self._kinds.get(sid)
         if kind is None:
             raise _Reject("unknown sensor '%s'" % sid)
-        if kind not in types:
-            raise _Reject("sensor '%s' is %s: %s needs %s" % (sid, kind, what[0], what[1]))
+        if not fits(kind):
+            raise _Reject("sensor '%s' is %s: %s needs %s" % (sid, kind.NAME, what[0], what[1]))
         return sid
 
     def _cmd_set_thresholds(self, payload):
-        sid = self._sensor(payload, ("water",), ("set_thresholds", "a water sensor"))
+        sid = self._sensor(payload, _has_thresholds, ("set_thresholds", "a water sensor"))
         fields = {}
         for key in _THRESHOLD_KEYS:
             if key in payload:
@@ -195,7 +201,7 @@ class Commands:
         _set(plan)
 
     def _cmd_set_interval(self, payload):
-        sid = self._sensor(payload, ("water", "env") + _BAYS, ("set_interval", "a sensor"))
+        sid = self._sensor(payload, _any, ("set_interval", "a sensor"))
         fields = {}
         for key in _INTERVAL_KEYS:
             if key in payload:
@@ -205,7 +211,7 @@ class Commands:
         _set(plan)
 
     def _cmd_recalibrate(self, payload):
-        sid = self._sensor(payload, _BAYS, ("recalibrate", "a parking bay"))
+        sid = self._sensor(payload, _is_bay, ("recalibrate", "a parking bay"))
         self.core.recalibrate(sid)
 
     def _cmd_reboot(self, payload):

@@ -6,26 +6,11 @@ Every error is a ValueError whose text names the sensor and the field.
 """
 
 from citynode.ranging import RANGERS
+from citynode.sensors import get as type_module
 
-# Every parameter a sensor entry may carry, per type; all but `id`, `type`
-# and `driver` are numbers (`thresholds_mm`: a list of three). A water
-# sensor has no `period_s`: its schedule is adaptive (`fast_s`, `slow_s`).
-_COMMON = ("id", "type", "driver", "fault_after_s")
-_BAY = ("period_s", "dwell_on_s", "dwell_off_s", "drift_tau_s", "calibrate_s")
-PARAMS = {
-    "bay_ultrasonic": _COMMON + _BAY + ("pings", "tolerance_mm", "empty_mm", "enter_mm", "exit_mm"),
-    "bay_magnetic": _COMMON + _BAY + ("lsb_per_ut", "enter_ut", "exit_ut", "smooth_s", "noise_tau_s",
-                                      "settle_ut", "weak_ut"),
-    "water": _COMMON + ("pings", "tolerance_mm", "mount_mm", "thresholds_mm", "hysteresis_mm", "noise_mm",
-                        "max_rise_mm_min", "max_level_mm", "rising_mm_min", "fast_s", "slow_s",
-                        "rate_window_s", "obstruction_s", "obstructed_fault_s", "dry_tau_s", "dry_zero_mm"),
-    "env": _COMMON + ("period_s",),
-}
-
-# Numbers that divide or schedule: zero would stall or crash the node.
-_POSITIVE = ("period_s", "drift_tau_s", "fast_s", "slow_s", "rate_window_s", "dry_tau_s", "lsb_per_ut",
-             "pings", "mount_mm")
-
+# Which fields each sensor type takes, and which must be above 0, is the
+# type's own (citynode.sensors); all but `id`, `type` and `driver` are
+# numbers (`thresholds_mm`: a list of three).
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 
 
@@ -36,9 +21,11 @@ def check_sensor(s):
         raise ValueError("sensor id %r: use letters, digits, '-' and '_' (it becomes an MQTT topic level)"
                          % (sid,))
     kind = s.get("type")
-    if kind not in PARAMS:
-        raise ValueError("sensor %s: unknown type %s (one of %s)" % (sid, kind, ", ".join(sorted(PARAMS))))
-    allowed = PARAMS[kind]
+    try:
+        t = type_module(kind)
+    except ValueError as e:
+        raise ValueError("sensor %s: %s" % (sid, e)) from None
+    allowed = t.PARAMS
     for key in s:
         if key not in allowed:
             raise ValueError("sensor %s: unknown field '%s' for sensor type %s" % (sid, key, kind))
@@ -55,12 +42,16 @@ def check_sensor(s):
             continue
         elif (type(v) is not int and type(v) is not float) or v - v != 0:
             raise ValueError("sensor %s: field '%s' must be a number" % (sid, key))
-        elif v < 0 or (v == 0 and key in _POSITIVE):
+        elif v < 0 or (v == 0 and key in t.POSITIVE):
             raise ValueError("sensor %s: field '%s' must be %s" % (
-                sid, key, "above 0" if key in _POSITIVE else "0 or more"))
-    if kind in ("bay_ultrasonic", "water") and s.get("driver", "hc-sr04") not in RANGERS:
+                sid, key, "above 0" if key in t.POSITIVE else "0 or more"))
+    driver = s.get("driver", t.DRIVER)
+    if t.RANGED and driver not in RANGERS:
         raise ValueError("sensor %s: unknown ranging driver %s (one of %s)"
                          % (sid, s.get("driver"), ", ".join(sorted(RANGERS))))
+    if driver not in t.DRIVERS:
+        raise ValueError("sensor %s: unknown driver %s for sensor type %s (one of %s)"
+                         % (sid, driver, kind, ", ".join(t.DRIVERS)))
 
 
 def check_sensors(sensors):

@@ -52,6 +52,7 @@ class Core:
         self.rangers = {}
         self.period_ms = {}
         self.due_at = {}
+        self.types = {}  # sensor id: its type's name (citynode.sensors)
         self._feeders = {}
         self._announced = []
         self.air = None  # (temp_cc, rh_permille, pressure_pa): the air the ranging uses, None: the default
@@ -70,7 +71,7 @@ class Core:
 
     def _add(self, s):
         sid = s["id"]
-        kind = s["type"]
+        kind = self.types[sid] = s["type"]
         self.due_at[sid] = None
         self.gap_ms[sid] = GAP_MS
         if kind in _DEFAULT_PERIOD_S:

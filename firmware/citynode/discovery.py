@@ -15,6 +15,7 @@ templates. docs/node.md lists them.
 import json
 
 from citynode import topic_prefix
+from citynode.sensors import get as type_module
 
 _ENV = (("temperature", "temp_c", "°C"), ("humidity", "humidity_pct", "%"),
         ("atmospheric_pressure", "pressure_pa", "Pa"))
@@ -37,19 +38,19 @@ def configs(cfg, version):
         out.append(("homeassistant/%s/%s_%s/config" % (component, uid, obj), p))
 
     for s in cfg["sensors"]:
-        sid, kind = s["id"], s["type"]
-        if kind in ("bay_ultrasonic", "bay_magnetic"):
+        sid, topic = s["id"], type_module(s["type"]).TOPIC
+        if topic == "bay":
             add("binary_sensor", sid, "Bay " + sid, "bay/" + sid,
                 {"device_class": "occupancy", "value_template": "{{ value_json.state }}",
                  "payload_on": "occupied", "payload_off": "free"})
-        elif kind == "water":
+        elif topic == "water":
             add("sensor", sid + "_level", "Water level " + sid, "water",
                 {"device_class": "distance", "unit_of_measurement": "mm", "state_class": "measurement",
                  "value_template": "{{ value_json.level_mm }}"})
             add("binary_sensor", sid + "_flood", "Flooding " + sid, "water",
                 {"device_class": "moisture",
                  "value_template": "{{ 'OFF' if value_json.alert == 'normal' else 'ON' }}"})
-        else:
+        elif topic == "env":
             for dc, key, unit in _ENV:
                 add("sensor", "%s_%s" % (sid, dc), "%s %s" % (sid, dc.replace("_", " ")), "env",
                     {"device_class": dc, "unit_of_measurement": unit, "state_class": "measurement",

@@ -37,6 +37,7 @@ import time
 
 from citynode import ticks
 from citynode.ranging import RANGERS
+from citynode.sensors import get as type_module
 from citynode.storage import write_atomic
 
 NET_WAIT_MS = 15000  # at boot: longest wait for Wi-Fi or Ethernet
@@ -105,9 +106,9 @@ class BoardHal:
 
     def _maker(self, s, hal):
         m = self.machine
-        kind = s["type"]
-        if kind in ("bay_ultrasonic", "water"):
-            driver = s.get("driver", "hc-sr04")
+        kind = type_module(s["type"])
+        driver = s.get("driver", kind.DRIVER)
+        if kind.RANGED:
             pings = s.get("pings", 7)
             if driver == "a02yyuw":
                 def make():
@@ -123,7 +124,7 @@ class BoardHal:
                 return HCSR04(m.Pin(pins["trig"], m.Pin.OUT, value=0), m.Pin(pins["echo"], m.Pin.IN),
                               pings=pings, timeout_us=RANGERS[driver][2], pulse_us=m.time_pulse_us)
             return make
-        if kind == "bay_magnetic":
+        if driver == "qmc5883l":
             def make():
                 from citynode.drivers.qmc5883l import QMC5883L
 

@@ -8,6 +8,7 @@ only `CONFIG_PATH` and `DEFAULTS`). docs/node.md has the format.
 import json
 
 from citynode.config import _ID_CHARS, check_sensors
+from citynode.sensors import get as type_module
 
 CONFIG_PATH = "/config.json"
 DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.json", "health_s": 60,
@@ -119,15 +120,15 @@ def _check_esp32(hal, sensors):
         if all(s["id"] != sid for s in sensors):
             _fail("hal.pins.%s: no such sensor" % sid)
     for s in sensors:
-        sid, kind = s["id"], s["type"]
-        if kind in ("bay_ultrasonic", "water") and s.get("driver", "hc-sr04") != "a02yyuw":
+        sid, kind = s["id"], type_module(s["type"])
+        if kind.RANGED and s.get("driver", kind.DRIVER) != "a02yyuw":
             p = pins.get(sid)
             if type(p) is not dict:
                 _fail("hal.pins.%s must give the sensor's trig and echo GPIOs" % sid)
             _only(p, ("trig", "echo"), "hal.pins.%s." % sid)
             _gpio(p.get("trig"), "hal.pins.%s.trig" % sid)
             _gpio(p.get("echo"), "hal.pins.%s.echo" % sid)
-        elif kind in ("bay_ultrasonic", "water"):
+        elif kind.RANGED:
             _check_bus(hal, "uart", ("id", "tx", "rx"))
         else:
             _check_bus(hal, "i2c", ("id", "sda", "scl"))

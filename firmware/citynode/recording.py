@@ -9,15 +9,16 @@ stops there — replay never guesses past a bad line.
 
 import json
 
+from citynode import sensors as registry
+
 FORMAT = "citynode-recording"
 VERSIONS = (1, 2)  # 2 adds bus-level samples (the header's "bus")
 
-_SENSOR_TYPES = ("bay_ultrasonic", "bay_magnetic", "water", "env")
 _HEADER_REQUIRED = ("format", "version", "node", "board", "start", "sensors")
 _HEADER_OPTIONAL = ("site", "mount", "units", "plan", "notes", "generator", "duration_s", "bus")
-# Parts whose raw bus values a version 2 recording may carry, and the sensor
-# types they serve.
-_PARTS = {"bme280": "env", "qmc5883l": "bay_magnetic"}
+# Parts whose raw bus values a version 2 recording may carry (each sensor
+# type says which part, if any, serves it: citynode.sensors).
+_PARTS = ("bme280", "qmc5883l")
 _U16 = (0, 65535)
 _S16 = (-32768, 32767)
 # BME280 trimming words T1..T3, P1..P9, H1..H6: the range of each register.
@@ -83,8 +84,10 @@ class Reader:
             self._f.close()
             raise
         self.sensors = {}
+        self._kinds = {}  # sensor id: its type's module
         for s in self.header["sensors"]:
             self.sensors[s["id"]] = s["type"]
+            self._kinds[s["id"]] = registry.get(s["type"])
         self.parts = {}
         for sid in self.header.get("bus", {}):
             self.parts[sid] = self.header["bus"][sid]["part"]
@@ -208,8 +211,8 @@ class Reader:
                 self._fail(where + " must be an object")
             if type(s.get("id")) is not str or not s["id"]:
                 self._fail(where + ".id must be a non-empty string")
-            if s.get("type") not in _SENSOR_TYPES:
-                self._fail(where + ".type must be one of " + ", ".join(_SENSOR_TYPES))
+            if s.get("type") not in registry.TYPES:
+                self._fail(where + ".type must be one of " + ", ".join(registry.TYPES))
             if s["id"] in seen:
                 self._fail(where + ".id %r is used twice" % s["id"])
             seen.append(s["id"])
@@ -232,8 +235,8 @@ class Reader:
             if sid not in types:
                 self._fail(where + ": no such sensor")
             if type(b) is not dict or b.get("part") not in _PARTS:
-                self._fail(where + ".part must be one of " + ", ".join(sorted(_PARTS)))
-            if _PARTS[b["part"]] != types[sid]:
+                self._fail(where + ".part must be one of " + ", ".join(_PARTS))
+            if b["part"] != registry.get(types[sid]).PART:
                 self._fail(where + ": a %s part cannot serve sensor type %s" % (b["part"], types[sid]))
             if b["part"] == "bme280":
                 c = b.get("calibration")
@@ -264,13 +267,13 @@ class Reader:
         self._last_t = t
         if "s" in r:
             sid = r["s"]
-            kind = self.sensors.get(sid) if type(sid) is str else None
+            kind = self._kinds.get(sid) if type(sid) is str else None
             if kind is None:
                 self._fail("field 's': unknown sensor %r" % (sid,))
             self._check_sample(r, kind)
         elif "truth" in r:
             sid = r["truth"]
-            kind = self.sensors.get(sid) if type(sid) is str else None
+            kind = self._kinds.get(sid) if type(sid) is str else None
             if kind is None:
                 self._fail("field 'truth': unknown sensor %r" % (sid,))
             self._check_truth(r, kind)
@@ -294,12 +297,12 @@ class Reader:
             if part not in r:
                 self._fail("field '%s' missing: the header's bus gives this sensor's raw values" % part)
             self._check_raw(r, part)
-        elif kind == "env":
+        elif kind.SAMPLE == "air":
             for key in _ENV_FIELDS:
                 if not _is_num(r.get(key)):
                     self._fail("field '%s' must be a number" % key)
             self._only(r, ("t", "s") + _ENV_FIELDS)
-        elif kind == "bay_magnetic":
+        elif kind.SAMPLE == "mag":
             m = r.get("mag")
             if type(m) is not list or len(m) != 3 or not (_is_int(m[0]) and _is_int(m[1]) and _is_int(m[2])):
                 self._fail("field 'mag' must be a list of 3 integers (raw counts)")
@@ -331,14 +334,14 @@ class Reader:
         self._only(r, ("t", "s", part))
 
     def _check_truth(self, r, kind):
-        if kind == "water":
+        if kind.TRUTH == "level_mm":
             v = r.get("level_mm")
             if not _is_num(v) or not -MAX_LEVEL_MM <= v <= MAX_LEVEL_MM:
                 self._fail("field 'level_mm' must be a number from %d to %d (mm)"
                            % (-MAX_LEVEL_MM, MAX_LEVEL_MM))
             self._only(r, ("t", "truth", "level_mm", "note"))
-        elif kind == "env":
-            self._fail("field 'truth': no ground truth is defined for env sensors")
+        elif kind.TRUTH is None:
+            self._fail("field 'truth': no ground truth is defined for %s sensors" % kind.NAME)
         else:
             if type(r.get("occupied")) is not bool:
                 self._fail("field 'occupied' must be true or false")

@@ -8,7 +8,7 @@
 `snapshot` walks the objects' attributes (`__dict__`) and keeps what is
 data: numbers, strings, None, lists, tuples, dicts, and objects holding
 such (the detectors and their filters), skipping functions and methods,
-the shared `events` list and the clock, and leaving out what equals the
+the shared `events` list, the clock and the sensor types, and leaving out what equals the
 same place in `base` (a core freshly built from the config: what comes
 from the config need not be kept, which keeps the state within an
 ESP32's 2 KB of RTC memory). `restore` writes the values back
@@ -21,7 +21,7 @@ Ticks in the state stay valid across the sleep only where the hardware
 layer's ticks run through it (citynode.hal_esp32 takes them from the RTC).
 """
 
-SKIP = ("events", "clock", "_publish")
+SKIP = ("events", "clock", "_publish", "types")
 
 
 def _dump(v, base=None):
