@@ -276,7 +276,7 @@ def parking_interference(tmp, seeds=PARKING_SEEDS, minutes=PARKING_MINUTES):
 def _import_and_replay(csv_path, out, every_s):
     """Import the FloodNet table into `out` (emptied first) and replay it all;
     returns (aggregate, import seconds, replay seconds), wall time."""
-    from host_tools.cli import Progress
+    from host_tools.progress import Progress
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()

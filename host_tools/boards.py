@@ -10,7 +10,6 @@ One TOML file per board in boards/ (docs/boards.md has the fields):
 Every error is a BoardError naming the file and the field.
 """
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,17 +223,6 @@ def hal_config(board, sensors):
 
 # ---- `citynode boards`
 
-_EPILOG = """\
-examples:
-  citynode boards                     # the bundled profiles
-  citynode boards esp32-poe           # one profile in full
-  citynode boards my-board.toml       # check a profile of your own
-
-A profile names the chip, the MicroPython image's flash offset (0x1000 on the
-ESP32, 0x0 on the S3 and C3), the .mpy architecture, the network, the I2C
-and UART buses and the trigger/echo pins ultrasonic sensors take in order.
-The fields are in docs/boards.md."""
-
 
 def _pins(table):
     return " ".join("%s=%s" % kv for kv in table.items()) if table else "-"
@@ -255,24 +243,3 @@ def describe(b):
     if b.ethernet:
         lines.append("  ethernet      %s" % _pins(b.ethernet))
     return lines
-
-
-def cmd_boards(args):
-    if args.board:
-        print("\n".join(describe(load(args.board))))
-        return 0
-    print("%-20s %-8s %-7s %-9s %-6s %s" % ("BOARD", "CHIP", "OFFSET", "NETWORK", "SLEEP", "TITLE"))
-    for b in all_boards():
-        print("%-20s %-8s %-7s %-9s %-6s %s" % (
-            b.name, b.chip, "-" if b.flash_offset is None else "0x%x" % b.flash_offset, b.network,
-            "yes" if b.deep_sleep else "no", b.title))
-    return 0
-
-
-def add_parser(sub):
-    p = sub.add_parser("boards", help="list the board profiles, or show and check one",
-                       description="List the bundled board profiles (boards/*.toml), or show one in full. "
-                                   "A profile given as a path is checked field by field.",
-                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("board", nargs="?", help="a board name (see the list) or a path to a .toml profile")
-    p.set_defaults(func=cmd_boards)

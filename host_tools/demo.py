@@ -1,8 +1,8 @@
 """The demo: two virtual nodes, provisioned with mpremote, publishing to a broker.
 
-    python -m host_tools.demo                 # embedded broker, about a minute
-    python -m host_tools.demo --short         # small slices, about 10 s
-    python -m host_tools.demo --broker mqtt://127.0.0.1:1883
+    citynode demo                 # embedded broker, about a minute
+    citynode demo --short         # small slices, about 10 s
+    citynode demo --broker mqtt://127.0.0.1:1883
 
 What it does, as a newcomer would see it without a board:
 
@@ -25,7 +25,6 @@ What it does, as a newcomer would see it without a board:
 command line.
 """
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -42,7 +41,6 @@ from citynode.mqtt import MQTTClient
 from host_tools import fleet, replay, report
 from host_tools.boards import load as load_profile
 from host_tools.provision import ProvisionError, mpremote
-from host_tools.signals import ctrl_c_stops
 from host_tools.sites import node_config
 from host_tools.vboard import VirtualBoard
 
@@ -399,42 +397,3 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
                 board.stop()
         if broker is not None:
             broker.stop()
-
-
-def main(argv=None):
-    ctrl_c_stops()
-    parser = argparse.ArgumentParser(
-        prog="python -m host_tools.demo",
-        description="Boot a parking node and a street (flood) node on virtual boards, provision them "
-                    "with mpremote, watch what they publish over MQTT, then print a summary and write HTML "
-                    "reports.")
-    parser.add_argument("--broker", metavar="URL",
-                        help="use this MQTT broker (mqtt://HOST:PORT) instead of starting one in-process")
-    parser.add_argument("--short", action="store_true",
-                        help="small recording slices at full speed, plain progress lines (about 10 s)")
-    parser.add_argument("--out", metavar="DIR", default="build/demo",
-                        help="where the flash folders, slices and reports go (default: build/demo)")
-    parser.add_argument("--speed", type=float, default=None,
-                        help="how many times faster than real time the recordings play (0 = as fast as the "
-                             "boards go; default %d, or 0 with --short)" % DEFAULT_SPEED)
-    args = parser.parse_args(argv)
-    if args.speed is not None and args.speed < 0:
-        parser.error("--speed must be 0 or more")
-    speed = args.speed
-    if speed is not None and speed == int(speed):
-        speed = int(speed)
-    try:
-        summary = run_demo(args.out, broker_url=args.broker, short=args.short, speed=speed)
-    except KeyboardInterrupt:
-        print("demo: interrupted; boards and broker stopped", file=sys.stderr)
-        return 130
-    except (DemoError, replay.ReplayError, fleet.BrokerURLError, OSError) as e:
-        print("demo: %s" % e, file=sys.stderr)
-        return 2
-    nodes = summary["nodes"].values()
-    ok = summary["complete"] and all(n["gaps"] == 0 and n["same_as_replay"] for n in nodes)
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,6 @@ not a sandbox: code on the virtual board is code running on the host.
 Details and differences from an ESP32: docs/virtual-board.md.
 """
 
-import argparse
 import contextlib
 import os
 import pty
@@ -43,7 +42,6 @@ import tty
 from pathlib import Path
 
 from host_tools import mpy
-from host_tools.signals import ctrl_c_stops
 
 EXIT_ERROR = 2
 
@@ -676,19 +674,3 @@ def serve(flash_dir, heap="256K", micropython=None, out=None, err=None):
             signal.signal(signal.SIGTERM, old_term)
     print("virtual board stopped", file=out)
     return 0
-
-
-def main(argv=None):
-    ctrl_c_stops()
-    parser = argparse.ArgumentParser(
-        prog="python -m host_tools.vboard",
-        description="Run a virtual MicroPython board on a pseudo-terminal for mpremote; "
-                    "FLASH is the folder that acts as its flash (created if missing).")
-    parser.add_argument("flash", metavar="FLASH", help="folder acting as the board's flash")
-    parser.add_argument("--heap", default="256K", help="GC heap of the interpreter (default 256K)")
-    args = parser.parse_args(argv)
-    return serve(args.flash, heap=args.heap)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -97,8 +97,8 @@ def test_live_view_renders(tmp_path):
 
 
 def test_help_explains_the_options():
-    p = subprocess.run([sys.executable, "-m", "host_tools.demo", "--help"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=30, check=False)
+    p = subprocess.run([sys.executable, "-m", "host_tools.cli", "demo", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=30, check=False)
     assert p.returncode == 0, p.stderr
     for option in ("--broker", "--short", "--out", "--speed"):
         assert option in p.stdout
@@ -106,7 +106,7 @@ def test_help_explains_the_options():
 
 
 def test_bad_broker_url_is_one_line(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "host_tools.demo", "--short", "--out", str(tmp_path),
+    p = subprocess.run([sys.executable, "-m", "host_tools.cli", "demo", "--short", "--out", str(tmp_path),
                         "--broker", "http://x"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        check=False)
     assert p.returncode == 2

@@ -81,3 +81,26 @@ def test_the_walk_sees_a_cycle_and_a_wrong_direction():
     assert "citynode.core" in edges["citynode.node"]
     assert "citynode.nodeconfig" in edges["citynode.node"]
     assert "citynode.replay" in edges["host_tools.replay"]
+
+
+def _imports(f):
+    """Every module name `f` imports (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_only_the_cli_package_parses_command_lines():
+    """The host tools are an API: only host_tools.cli imports argparse, and
+    nothing outside it imports the CLI."""
+    mods = _modules()
+    api = [m for m in mods if m.startswith("host_tools") and not m.startswith("host_tools.cli")]
+    assert "host_tools.flash" in api and "host_tools.provision" in api
+    wrong = sorted("%s imports %s" % (m, n) for m in api for n in _imports(mods[m])
+                   if n == "argparse" or n.startswith("host_tools.cli"))
+    assert wrong == []
+    assert "argparse" in _imports(mods["host_tools.cli"])

@@ -275,7 +275,7 @@ def test_bad_settings_are_clear_errors(flash, tmp_path):
 
 
 def test_serve_prints_the_port_and_stops_on_ctrl_c(flash):
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools.vboard", str(flash), "--heap", "128K"],
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", "sim", str(flash), "--heap", "128K"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []

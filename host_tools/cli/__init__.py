@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import boards, flash, importers, monitor, provision, record, replay, score, synth
+from host_tools import importers, replay, score, synth
+from host_tools.cli import boards, demo, flash, monitor, provision, record
+from host_tools.progress import Progress
 from host_tools.signals import ctrl_c_stops
 
 EXIT_ERROR = 2
@@ -164,40 +166,6 @@ def format_aggregate(table, summaries):
     return lines
 
 
-class Progress:
-    """Progress of a long job on stderr: a rich bar on a terminal, a plain
-    line every tenth otherwise. `update(done, total, item)`."""
-
-    def __init__(self, label):
-        self.label = label
-        self._bar = None
-        self._task = None
-        self._tenth = -1
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._bar = Progress("[bold]" + self.label, BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self._bar.__enter__()
-        return self
-
-    def update(self, done, total, item=None):
-        if self._bar is not None:
-            if self._task is None:
-                self._task = self._bar.add_task(self.label, total=total)
-            self._bar.update(self._task, completed=done)
-        elif total >= 10 and done * 10 // total != self._tenth:
-            self._tenth = done * 10 // total
-            print("%s: %d/%d" % (self.label, done, total), file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
 def default_workers():
     """Both cores of a two-core machine; at most the cores there are."""
     return max(1, min(2, os.cpu_count() or 1))
@@ -323,15 +291,6 @@ def cmd_sim(args):
     return vboard.serve(args.flash, heap=args.heap)
 
 
-def cmd_demo(args):
-    from host_tools import demo
-
-    argv = ["--out", args.out] + (["--short"] if args.short else [])
-    argv += ["--broker", args.broker] if args.broker else []
-    argv += ["--speed", str(args.speed)] if args.speed is not None else []
-    return demo.main(argv)
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="citynode", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -416,24 +375,8 @@ def build_parser():
     v.add_argument("--heap", default="256K", help="the interpreter's heap (default: %(default)s)")
     v.set_defaults(func=cmd_sim)
 
-    d = sub.add_parser("demo", help="two virtual nodes replaying recordings into a broker, live",
-                       description="Boot a parking node and a street node on virtual boards, provision "
-                                   "them with mpremote, replay bundled recordings through their firmware "
-                                   "into an embedded MQTT broker and show them live; ends with a summary "
-                                   "and HTML reports.")
-    d.add_argument("--broker", metavar="URL",
-                   help="use this broker (mqtt://host:port) instead of an embedded one")
-    d.add_argument("--short", action="store_true", help="short slices, plain progress lines (about 10 s)")
-    d.add_argument("--out", default="build/demo", help="folder for the boards' flash and the reports "
-                                                       "(default: %(default)s)")
-    d.add_argument("--speed", type=float, help="recording seconds per second (default: the demo's own)")
-    d.set_defaults(func=cmd_demo)
-
-    boards.add_parser(sub)
-    flash.add_parser(sub)
-    provision.add_parser(sub)
-    monitor.add_parser(sub)
-    record.add_parser(sub)
+    for command in (demo, boards, flash, provision, monitor, record):
+        command.add_parser(sub)
     return p
 
 
@@ -453,6 +396,3 @@ def main(argv=None):
         print("citynode %s: error: %s" % (args.command, e), file=sys.stderr)
         return EXIT_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())
