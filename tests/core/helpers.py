@@ -34,6 +34,35 @@ def remove_files(path):
             os.remove(p)
 
 
+def remove_tree(path):
+    """Remove folder `path` and everything under it, if it is there."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        p = path + "/" + name
+        if os.stat(p)[0] & 0x4000:  # a folder (S_IFDIR; MicroPython has no stat module)
+            remove_tree(p)
+        else:
+            os.remove(p)
+    os.rmdir(path)
+
+
+class TempFolder:
+    """`with TempFolder(kind) as d:` a new, unused folder path under /tmp
+    (not made), removed with everything in it at the end, failing or not."""
+
+    def __init__(self, kind):
+        self.path = fresh_path(kind)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        remove_tree(self.path)
+
+
 class Collect:
     """A publish callback that keeps every message."""
 

@@ -2,24 +2,18 @@
 Plain test functions in the subset MicroPython shares with CPython, so
 tests/mp_runner.py runs them inside MicroPython too."""
 
-import binascii
 import json
-import os
-import time
 
 from citynode.core import Core
 from citynode.outbox import Outbox, decode, encode
 from citynode.publisher import Publisher, retained
 from citynode.ticks import Clock
-from tests.core.helpers import echo_for_mm
+from tests.core.helpers import TempFolder, echo_for_mm
 
 SITE = "s1"
 NODE = "n7"
 PREFIX = "citynode/s1/n7/"
 TS = 1783987200
-
-_made = [0]
-
 
 class FakeClient:
     """Enough of citynode.mqtt.MQTTClient for the publisher: a connected
@@ -69,23 +63,6 @@ class FakeClient:
         return [json.loads(p)["seq"] for _t, p, _q, _r in self.sent]
 
 
-def _folder():
-    """A new, unused folder name under /tmp."""
-    _made[0] += 1
-    return "/tmp/citynode-publisher-%d-%d-%s" % (
-        int(time.time()), _made[0], binascii.hexlify(os.urandom(4)).decode())
-
-
-def _remove_folder(folder):
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        os.remove(folder + "/" + name)
-    os.rmdir(folder)
-
-
 def _water(level):
     return {"sensor": "street", "level_mm": level, "rate_mm_min": 0, "alert": "normal",
             "state": "clear", "ts": TS}
@@ -93,13 +70,10 @@ def _water(level):
 
 def _with(fn, connected=True, max_pending=32, budget=8, **box_args):
     """Run `fn(publisher, client, outbox)` on a fresh outbox folder, removed afterwards."""
-    d = _folder()
-    try:
+    with TempFolder("publisher") as d:
         box = Outbox(d, **box_args)
         client = FakeClient(connected, max_pending)
         fn(Publisher(client, box, SITE, NODE, budget), client, box)
-    finally:
-        _remove_folder(d)
 
 
 def test_topics_json_and_seq_from_1():
@@ -248,8 +222,7 @@ def test_the_core_drives_the_publisher():
 
 
 def test_after_a_reset_seq_goes_on_from_the_newest_stored_message_without_a_gap():
-    d = _folder()
-    try:
+    with TempFolder("publisher") as d:
         client = FakeClient(max_pending=1000)
         pub = Publisher(client, Outbox(d), SITE, NODE)
         for i in range(17):
@@ -267,13 +240,10 @@ def test_after_a_reset_seq_goes_on_from_the_newest_stored_message_without_a_gap(
         assert again.client.seqs() == [18, 41]
         again.resume(3)  # a smaller one does not
         assert again.seq == 41
-    finally:
-        _remove_folder(d)
 
 
 def test_after_a_reset_unacknowledged_messages_go_again_first_with_dup():
-    d = _folder()
-    try:
+    with TempFolder("publisher") as d:
         client = FakeClient(max_pending=4)
         pub = Publisher(client, Outbox(d, window=4), SITE, NODE)
         for i in range(10):
@@ -297,8 +267,6 @@ def test_after_a_reset_unacknowledged_messages_go_again_first_with_dup():
         client = FakeClient()
         pub = Publisher(client, Outbox(d, window=4), SITE, NODE)
         assert pub.service() == 0 and client.sent == []  # all acknowledged, and saved
-    finally:
-        _remove_folder(d)
 
 
 def test_an_unreadable_record_is_skipped_and_counted():
@@ -362,8 +330,7 @@ class _FailingSaves(Outbox):
 
 
 def test_a_state_file_that_cannot_be_saved_holds_messages_back_not_raised():
-    d = _folder()
-    try:
+    with TempFolder("publisher") as d:
         box = _FailingSaves(d, window=4)
         client = FakeClient()
         pub = Publisher(client, box, SITE, NODE)
@@ -374,5 +341,3 @@ def test_a_state_file_that_cannot_be_saved_holds_messages_back_not_raised():
         pub.flush()
         box.broken = False
         assert pub.service() == 3 and client.seqs() == [1, 2, 3]
-    finally:
-        _remove_folder(d)
