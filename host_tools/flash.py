@@ -216,9 +216,9 @@ def make_plan(board, image, port, erase=False, verify=True, baud=DEFAULT_BAUD,
               connect_attempts=CONNECT_ATTEMPTS):
     """What `run` will do, in order, without doing it."""
     if baud <= 0:
-        raise FlashError("--baud must be a positive number of bits per second, not %d" % baud)
+        raise FlashError("`baud` must be a positive number of bits per second, not %d" % baud)
     if connect_attempts < 0:
-        raise FlashError("--connect-attempts must be 0 (keep trying) or more, not %d" % connect_attempts)
+        raise FlashError("`connect_attempts` must be 0 (keep trying) or more, not %d" % connect_attempts)
     offset = board.flash_offset
     tries = "until it answers" if connect_attempts == 0 else "%d tries" % connect_attempts
     steps = [("connect", "connect to %s (%s), expect an %s (board %s)" % (
@@ -305,7 +305,7 @@ def run(plan, console):
 
 def _wrong_chip(plan, found):
     matching = [b.name for b in boards.all_boards() if not b.virtual and chip_name(b.chip) == found]
-    hint = "use --board %s" % " or ".join(matching) if matching else "no bundled profile has that chip"
+    hint = "use `board` %s" % " or ".join(matching) if matching else "no bundled profile has that chip"
     return "%s has an %s, but board %s is an %s: nothing written; %s" % (
         plan.port, found, plan.board.name, chip_name(plan.board.chip), hint)
 
@@ -365,8 +365,8 @@ def pick_port(ports):
     if len(ports) == 1:
         return ports[0].device
     if not ports:
-        raise FlashError("no USB serial port found: plug the board in (with a data cable) or give --port")
-    raise FlashError("%d USB serial ports (%s): choose one with --port" % (
+        raise FlashError("no USB serial port found: plug the board in (with a data cable) or give `port`")
+    raise FlashError("%d USB serial ports (%s): choose one with `port`" % (
         len(ports), ", ".join(p.device for p in ports)))
 
 

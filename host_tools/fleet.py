@@ -35,11 +35,11 @@ def parse_broker(url):
     """mqtt://host:port (or host:port) -> (host, port); port 1883 by default."""
     u = urlparse(url if "://" in url else "mqtt://" + url)
     if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-        raise BrokerURLError("--broker must look like mqtt://HOST:PORT, not %r" % url)
+        raise BrokerURLError("`broker` must look like mqtt://HOST:PORT, not %r" % url)
     try:
         port = u.port or 1883
     except ValueError:
-        raise BrokerURLError("--broker: bad port in %r" % url) from None
+        raise BrokerURLError("`broker`: bad port in %r" % url) from None
     return u.hostname, port
 
 

@@ -335,9 +335,9 @@ def floodnet_jobs(path, out_dir, mount_mm=3000, every_s=None, seed=0):
     """The checked work of a FloodNet import: one job per event for
     `write_floodnet`; raises ImportFailed naming every bad row."""
     if every_s is not None and not every_s > 0:
-        raise ImportFailed(["--every must be above 0 seconds"])
+        raise ImportFailed(["`every` must be above 0 seconds"])
     if not mount_mm > 0:
-        raise ImportFailed(["--mount-mm must be above 0"])
+        raise ImportFailed(["`mount_mm` must be above 0"])
     events = read_floodnet(path, mount_mm)
     names = {}
     jobs = []
@@ -401,9 +401,9 @@ def parse_map(text=None, toml_path=None):
                 continue
             k, sep, v = part.partition("=")
             if not sep or not k.strip() or not v.strip():
-                raise ImportFailed(["--map: %r is not key=column" % part])
+                raise ImportFailed(["`map`: %r is not key=column" % part])
             mapping[k.strip()] = v.strip()
-        where = "--map"
+        where = "`map`"
     unknown = [k for k in mapping if k not in MAP_KEYS]
     if unknown:
         raise ImportFailed(["%s: unknown key %r (keys: %s)" % (where, unknown[0], ", ".join(MAP_KEYS))])
@@ -442,7 +442,7 @@ def csv_recording(path, mapping, mount_mm=3000, node=None, seed=0):
     core takes it as it is (as from a UART ranging part) and the air only
     goes to the `env` sensor."""
     if not mount_mm > 0:
-        raise ImportFailed(["--mount-mm must be above 0"])
+        raise ImportFailed(["`mount_mm` must be above 0"])
     errors = []
     rows = []
     lo, hi = RANGERS[DRIVER][0], RANGERS[DRIVER][1]

@@ -68,13 +68,13 @@ def describe(filters):
 
 def check_args(site, share, stale_s, duration):
     if site != "+" and not _NAME.match(site):
-        raise MonitorError("--site must be letters, digits, '-' and '_' (or + for every site), not %r" % site)
+        raise MonitorError("`site` must be letters, digits, '-' and '_' (or + for every site), not %r" % site)
     if share is not None and not _NAME.match(share):
-        raise MonitorError("--share must be letters, digits, '-' and '_', not %r" % share)
+        raise MonitorError("`share` must be letters, digits, '-' and '_', not %r" % share)
     if not stale_s > 0:
-        raise MonitorError("--stale must be above 0 seconds, not %g" % stale_s)
+        raise MonitorError("`stale_s` must be above 0 seconds, not %g" % stale_s)
     if duration is not None and not duration > 0:
-        raise MonitorError("--duration must be above 0 seconds, not %g" % duration)
+        raise MonitorError("`duration` must be above 0 seconds, not %g" % duration)
 
 
 def _why(rc):
@@ -169,7 +169,7 @@ class _Client:
 
     def check(self, ev):
         if ev[0] == "connack" and ev[1].is_failure:
-            hint = " (check --user and $%s)" % PASSWORD_ENV if ev[1].value in _AUTH_CODES else ""
+            hint = " (check `user` and $%s)" % PASSWORD_ENV if ev[1].value in _AUTH_CODES else ""
             raise MonitorError("the broker at %s refused the connection: %s%s" % (self.where(), ev[1], hint))
         if ev[0] == "suback" and ev[1]:
             raise MonitorError("the broker at %s refused the subscription to %s" % (

@@ -582,10 +582,10 @@ def load_state(path):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise sites.SiteError("%s: not a provisioning state file (%s); delete it and run without --resume"
+        raise sites.SiteError("%s: not a provisioning state file (%s); delete it and run without `resume`"
                               % (path, e)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), dict):
-        raise sites.SiteError("%s: not a provisioning state file; delete it and run without --resume" % path)
+        raise sites.SiteError("%s: not a provisioning state file; delete it and run without `resume`" % path)
     return doc
 
 
@@ -669,7 +669,7 @@ def plan(site_path, inventory_path, only=(), ports=None, resume=False, state_pat
     if resume:
         state = load_state(state_path)
         if state is None:
-            raise sites.SiteError("%s: no state file, so nothing to resume; run without --resume first"
+            raise sites.SiteError("%s: no state file, so nothing to resume; run without `resume` first"
                                   % state_path)
         rows = [r for r in rows if state["nodes"].get(r.node, {}).get("result") != "ok"]
     port_of = {}
@@ -678,7 +678,7 @@ def plan(site_path, inventory_path, only=(), ports=None, resume=False, state_pat
         port = (ports or {}).get(r.node) or r.port
         if port is None and need_ports:
             errors.append("%s: port: empty; fill in the board's serial port (e.g. /dev/ttyUSB0) or pass "
-                          "--port %s=PORT" % (r.where, r.node))
+                          "`port` %s=PORT" % (r.where, r.node))
         port_of[r.node] = port
         try:
             configs[r.node] = sites.build_config(site, r)

@@ -698,9 +698,9 @@ def record(port, output, duration_s=None, note=None, board=None, force=False, no
     if str(output).endswith(".gz"):
         raise RecordError("%s: record writes plain JSON Lines (name it .jsonl; gzip it afterwards)" % output)
     if output.exists() and not force:
-        raise RecordError("%s exists: choose another name, or --force to overwrite it" % output)
+        raise RecordError("%s exists: choose another name, or `force` to overwrite it" % output)
     if duration_s is not None and not duration_s > 0:
-        raise RecordError("--duration must be above 0 seconds")
+        raise RecordError("`duration_s` must be above 0 seconds")
     interactive = notes_in is not None and notes_in.isatty()
     if live is None:
         live = hasattr(out, "isatty") and out.isatty()

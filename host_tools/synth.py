@@ -834,9 +834,9 @@ def synth(scenario, path, seed=None, start=DEFAULT_START, rate_hz=None):
     if rate_hz is None:
         rec = SCENARIOS[scenario](seed=seed, start=start)
     elif scenario != "parking-interference":
-        raise ValueError("scenario %s has a fixed sampling: --rate-hz is for parking-interference" % scenario)
+        raise ValueError("scenario %s has a fixed sampling: `rate_hz` is for parking-interference" % scenario)
     elif not 0.1 <= rate_hz <= 50:
-        raise ValueError("--rate-hz must be between 0.1 and 50 readings a second, not %g" % rate_hz)
+        raise ValueError("`rate_hz` must be between 0.1 and 50 readings a second, not %g" % rate_hz)
     else:
         rec = parking_interference(seed=seed, start=start, rate_hz=rate_hz)
     rec.write(path)

@@ -94,3 +94,12 @@ def test_too_small_a_heap_is_one_clear_line(capsys):
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0
     assert "out of memory with a 8K heap" in err
+
+
+def test_api_parameters_are_shown_as_flags():
+    from host_tools.cli.flags import flags
+
+    assert flags("`baud` must be a positive number") == "--baud must be a positive number"
+    assert flags("`connect_attempts` must be 0 or more") == "--connect-attempts must be 0 or more"
+    assert flags("`stale_s` must be above 0 seconds") == "--stale must be above 0 seconds"
+    assert flags("no parameter here: 'x'") == "no parameter here: 'x'"

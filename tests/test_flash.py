@@ -160,9 +160,10 @@ def test_plan_steps_follow_the_options(tmp_path):
         "write %s, %s bytes, at 0x1000" % (image.path, format(image.size, ",")),
         "read the MAC: the node id",
         "hard-reset the board: MicroPython starts"]
-    with pytest.raises(flash.FlashError, match="--connect-attempts must be 0"):
+    # the API names its parameters; the command line names them as flags
+    with pytest.raises(flash.FlashError, match="`connect_attempts` must be 0"):
         flash.make_plan(board, image, "/dev/ttyACM0", connect_attempts=-1)
-    with pytest.raises(flash.FlashError, match="--baud must be a positive"):
+    with pytest.raises(flash.FlashError, match="`baud` must be a positive"):
         flash.make_plan(board, image, "/dev/ttyACM0", baud=0)
 
 
@@ -352,6 +353,17 @@ def test_busy_port_real_esptool(tmp_path, silent_port, capsys):
     assert capsys.readouterr().err == (
         "citynode flash: error: %s is in use by another program (a serial monitor, mpremote?): close it and "
         "retry\n" % silent_port)
+
+
+def test_a_bad_option_is_one_line_naming_the_flag(tmp_path, capsys):
+    path = firmware(tmp_path, "esp32s3")
+    capsys.readouterr()
+    for flag, value, said in (("--baud", "0", "--baud must be a positive number of bits per second, not 0"),
+                              ("--connect-attempts", "-1",
+                               "--connect-attempts must be 0 (keep trying) or more, not -1")):
+        assert cli(["flash", "--dry-run", "--port", "/dev/ttyACM7", "--board", "esp32s3-devkitc-1",
+                    flag, value, str(path)]) == 2
+        assert capsys.readouterr().err == "citynode flash: error: %s\n" % said
 
 
 def test_dry_run_prints_the_plan_without_opening_the_port(tmp_path, capsys):

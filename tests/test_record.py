@@ -322,11 +322,18 @@ def test_a_port_where_no_board_answers(tmp_path):
 
 def test_an_existing_file_or_a_gz_name_is_refused(tmp_path):
     (tmp_path / "old.jsonl").write_text("a day of recording\n")
-    with pytest.raises(RecordError, match="old.jsonl exists: choose another name, or --force"):
+    with pytest.raises(RecordError, match="old.jsonl exists: choose another name, or `force`"):
         record("/dev/null", tmp_path / "old.jsonl")
     with pytest.raises(RecordError, match="plain JSON Lines"):
         record("/dev/null", tmp_path / "new.jsonl.gz")
     assert (tmp_path / "old.jsonl").read_text() == "a day of recording\n"
+
+
+def test_the_command_line_names_the_flag(tmp_path, capsys):
+    (tmp_path / "old.jsonl").write_text("a day of recording\n")
+    assert cli.main(["record", "--port", "/dev/null", "-o", str(tmp_path / "old.jsonl")]) == 2
+    assert capsys.readouterr().err == ("citynode record: error: %s exists: choose another name, or --force "
+                                       "to overwrite it\n" % (tmp_path / "old.jsonl"))
 
 
 def test_a_cut_or_unknown_line_from_the_board_is_kept_not_dropped(tmp_path, capsys):

@@ -14,6 +14,7 @@ from pathlib import Path
 from citynode import VERSION
 from host_tools import importers, replay, score, synth
 from host_tools.cli import boards, demo, flash, monitor, provision, record
+from host_tools.cli.flags import flags
 from host_tools.progress import Progress
 from host_tools.signals import ctrl_c_stops
 
@@ -387,12 +388,12 @@ def main(argv=None):
         return args.func(args)
     except importers.ImportFailed as e:
         for line in e.errors:
-            print("citynode %s: error: %s" % (args.command, line), file=sys.stderr)
+            print("citynode %s: error: %s" % (args.command, flags(line)), file=sys.stderr)
         return EXIT_ERROR
     except replay.ReplayError as e:
-        print("citynode %s: error: %s" % (args.command, e), file=sys.stderr)
+        print("citynode %s: error: %s" % (args.command, flags(e)), file=sys.stderr)
         return EXIT_ERROR
     except (OSError, ValueError) as e:
-        print("citynode %s: error: %s" % (args.command, e), file=sys.stderr)
+        print("citynode %s: error: %s" % (args.command, flags(e)), file=sys.stderr)
         return EXIT_ERROR
 

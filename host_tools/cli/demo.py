@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from host_tools import fleet, replay
+from host_tools.cli.flags import flags
 from host_tools.demo import DEFAULT_SPEED, DemoError, run_demo
 
 _EPILOG = """\
@@ -52,7 +53,7 @@ def cmd_demo(args):
         print("demo: interrupted; boards and broker stopped", file=sys.stderr)
         return 130
     except (DemoError, replay.ReplayError, fleet.BrokerURLError, OSError) as e:
-        print("demo: %s" % e, file=sys.stderr)
+        print("demo: %s" % flags(e), file=sys.stderr)
         return 2
     nodes = summary["nodes"].values()
     ok = summary["complete"] and all(n["gaps"] == 0 and n["same_as_replay"] for n in nodes)

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from host_tools import sites
+from host_tools.cli.flags import flags
 from host_tools.provision import DEFAULT_JOBS, DEFAULT_ONLINE_S, EXIT_ERROR, run
 
 _DESCRIPTION = """\
@@ -56,7 +57,7 @@ def cmd_provision(args):
                                state_path=args.state, jobs=args.jobs)
     except sites.SiteError as e:
         for line in e.lines:
-            print("citynode provision: error: %s" % line, file=sys.stderr)
+            print("citynode provision: error: %s" % flags(line), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("citynode provision: interrupted; --resume redoes the nodes not provisioned", file=sys.stderr)

@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from host_tools.cli.flags import flags
 from host_tools.record import BOARD_TIMEOUT_S, RecordError, complete, format_summary, record
 
 _EPILOG = """\
@@ -61,7 +62,7 @@ def cmd_record(args):
     except RecordError as e:
         for line in format_summary(e.summary) if hasattr(e, "summary") else []:
             print(line)
-        print("citynode record: error: %s" % e, file=sys.stderr)
+        print("citynode record: error: %s" % flags(e), file=sys.stderr)
         return 2
     for line in format_summary(s):
         print(line)
