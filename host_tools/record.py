@@ -752,24 +752,24 @@ def format_summary(s):
         lines.append("  %d notes were not taken (see above)" % s["refused"])
     if s["unstamped"]:
         lines.append("  %d notes the board never answered were stamped at the end" % s["unstamped"])
-    if lost(s):
+    if _lost(s):
         lines.append("  the board sent %d samples, %d arrived: lines were lost on the way"
-                     % (s["board_samples"], arrived(s)))
+                     % (s["board_samples"], _arrived(s)))
     return lines
 
 
-def arrived(s):
+def _arrived(s):
     return s["samples"] + s["rejected"] + s["beyond_duration"]
 
 
-def lost(s):
+def _lost(s):
     """How many sample lines the board says it sent that never arrived. The
     board counts a line after printing it, so a Ctrl-C landing between the
     two leaves its count one short of what arrived: that is no loss."""
     if s["board_samples"] is None:
         return 0
-    return max(0, s["board_samples"] - arrived(s))
+    return max(0, s["board_samples"] - _arrived(s))
 
 
 def complete(s):
-    return not (s["rejected"] or s["refused"] or lost(s))
+    return not (s["rejected"] or s["refused"] or _lost(s))
