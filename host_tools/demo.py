@@ -40,8 +40,8 @@ from pathlib import Path
 from citynode.mqtt import MQTTClient
 from host_tools import fleet, replay, report
 from host_tools.boards import load as load_profile
-from host_tools.provision import ProvisionError, mpremote
 from host_tools.sites import node_config
+from host_tools.transport import Board, BoardError
 from host_tools.vboard import VirtualBoard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,10 +214,11 @@ def provision(port, package, config, recording, say, timeout=60):
              ["fs", "cp", str(FIRMWARE / "main.py"), ":"],
              ["fs", "cp", str(config), ":config.json"],
              ["fs", "cp", str(recording), ":rec.jsonl"]]
-    say("mpremote connect %s %s" % (port, " + ".join(" ".join(s) for s in steps)))
+    board = Board(port)
+    say("mpremote %s" % " ".join(board.command(steps)))
     try:
-        mpremote(port, steps, timeout=timeout)
-    except ProvisionError as e:
+        board.run(steps, timeout=timeout)
+    except BoardError as e:
         raise DemoError(str(e)) from None
 
 

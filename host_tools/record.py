@@ -5,7 +5,7 @@ with the ground truth a technician types while it runs.
     summary = record.record("/dev/ttyUSB0", "bench.jsonl", duration_s=600, note="bay 3, ruler at kerb")
 
 The board runs its record mode (firmware/citynode/record.py), started over
-the raw REPL through mpremote's serial transport: one marked JSON line per
+the raw REPL (host_tools.transport's stream): one marked JSON line per
 raw sample. Each sample becomes a record of the file as it comes, written
 and flushed at once, so whatever stops the capture (the end of the board's
 recording, `duration_s`, a Ctrl-C, a kill, a lost port) leaves a valid
@@ -16,7 +16,6 @@ asks the board, and the answer comes in order with the samples.
 Details, the line protocol and the annotation syntax: docs/recording.md.
 """
 
-import contextlib
 import io
 import json
 import os
@@ -34,6 +33,7 @@ from citynode import sensors as registry
 from citynode import ticks
 from citynode.record import ASK, MARK
 from citynode.recording import FORMAT, Reader, RecordingError
+from host_tools.transport import Board, BoardError
 
 RECORD_CODE = "import citynode.record\ncitynode.record.main()\n"
 BOARD_TIMEOUT_S = 10  # for the raw REPL, and then for the board's first line
@@ -41,8 +41,6 @@ STOP_TIMEOUT_S = 5  # after a Ctrl-C, for the board's last line (then one more C
 FSYNC_S = 1.0  # at most this long between two fsyncs of the file: what a power cut may cost
 PLAUSIBLE_EPOCH = 1577836800  # 2020-01-01: a board clock before that was never set
 UART_RANGERS = ("a02yyuw",)  # ranging parts that measure distances themselves: distance_mm, version 2
-CTRL_C = b"\x03"
-EOT = b"\x04"  # the raw REPL ends normal output, then error output, with it
 
 ANNOTATION_HELP = "o BAY (occupied), f BAY (free), w [SENSOR] MM (water level)"
 
@@ -132,109 +130,15 @@ def describe_truth(rec):
 # ---- the board's console
 
 
-class Link:
-    """The board's console through mpremote's serial transport: the raw
-    REPL runs record mode; its output is split into lines, the normal
-    output ending at the first EOT and the error output at the second."""
-
-    def __init__(self, port):
-        from mpremote.transport import TransportError
-        from mpremote.transport_serial import SerialTransport
-
-        self.port = port
-        self._error_type = TransportError
-        if not os.path.exists(port):
-            raise RecordError("%s: no such port" % port)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.transport = SerialTransport(port)
-        except TransportError:
-            raise RecordError("%s: cannot open the port (another program has it, or it is not a serial "
-                              "port)" % port) from None
-        self.serial = self.transport.serial
-        self.stage = "out"  # then "err", then "done"
-        self.error_text = b""
-        self.lines = 0
-        self._buf = b""
-        self.stop_sent = 0
-        self.stop_at = None
-
-    def start(self, timeout):
-        """Interrupt what runs, soft-reset (a clean heap), run record mode."""
-        self.serial.timeout = timeout  # mpremote reads a pseudo-terminal without waiting to see data
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got on failure
-                self.transport.enter_raw_repl(soft_reset=True, timeout_overall=timeout)
-                self.transport.exec_raw_no_follow(RECORD_CODE)
-        except self._error_type:
-            raise RecordError("%s: the board does not answer (no MicroPython raw REPL within %g s)"
-                              % (self.port, timeout)) from None
-        self.serial.timeout = 0
-
-    def fileno(self):
-        return self.serial.fileno()
-
-    def read(self):
-        """The whole lines that arrived: [(line number, text)]; at the end
-        of the normal output, `stage` moves on."""
-        try:
-            data = self.serial.read(max(1, self.serial.in_waiting))
-        except OSError as e:
-            raise RecordError("%s: the port went away (%s)" % (self.port, e)) from None
-        out = []
-        while data:
-            if self.stage == "out":
-                i = data.find(EOT)
-                self._buf += data if i < 0 else data[:i]
-                data = b"" if i < 0 else data[i + 1:]
-                *whole, self._buf = self._buf.split(b"\n")
-                for raw in whole:
-                    self.lines += 1
-                    out.append((self.lines, raw.rstrip(b"\r")))
-                if i >= 0:
-                    if self._buf:
-                        self.lines += 1
-                        out.append((self.lines, self._buf.rstrip(b"\r")))
-                    self._buf = b""
-                    self.stage = "err"
-            elif self.stage == "err":
-                i = data.find(EOT)
-                self.error_text += data if i < 0 else data[:i]
-                data = b""
-                if i >= 0:
-                    self.stage = "done"
-            else:
-                data = b""
-        return out
-
-    def write(self, data):
-        try:
-            self.serial.write(data)
-        except OSError as e:
-            raise RecordError("%s: the port went away (%s)" % (self.port, e)) from None
-
-    def interrupt(self):
-        """Ctrl-C: record mode ends with its `end` line."""
-        self.stop_sent += 1
-        self.stop_at = time.monotonic()
-        self.write(CTRL_C)
-
-    def board_error(self):
-        """What the board raised, as one line, or None."""
-        text = self.error_text.decode("utf-8", "replace").strip()
-        if not text:
-            return None
-        last = text.splitlines()[-1]
-        if "ImportError" in last and "citynode" in last:
-            return ("%s: the board has no citynode firmware with record mode (%s); copy it with "
-                    "mpremote connect %s fs cp -r firmware/citynode :" % (self.port, last, self.port))
-        return "%s: the board stopped: %s" % (self.port, last)
-
-    def close(self):
-        with contextlib.suppress(Exception):  # the port may be gone already
-            if self.stage == "done":
-                self.transport.exit_raw_repl()
-            self.transport.close()
+def board_error(stream):
+    """What record mode raised on the board, as one line, or None."""
+    last = stream.error()
+    if last is None:
+        return None
+    if "ImportError" in last and "citynode" in last:
+        return ("%s: the board has no citynode firmware with record mode (%s); copy it with "
+                "mpremote connect %s fs cp -r firmware/citynode :" % (stream.port, last, stream.port))
+    return "%s: the board stopped: %s" % (stream.port, last)
 
 
 # ---- the file
@@ -582,8 +486,7 @@ class Recorder:
         self.board_samples = None  # what the board says it sent
 
     def run(self, stop, notes_in, interactive, timeout):
-        link = self.link = Link(self.port)
-        link.start(timeout)
+        link = self.link = Board(self.port).stream(RECORD_CODE, timeout)
         hello_by = time.monotonic() + timeout
         self.view.start()
         while link.stage != "done":
@@ -610,7 +513,7 @@ class Recorder:
                 for n, text in self.notes.read():
                     self.take_note(n, text)
             self.view.update()
-        error = link.board_error()
+        error = board_error(link)
         if error is not None:
             raise RecordError(error)
 
@@ -716,6 +619,8 @@ def record(port, output, duration_s=None, note=None, board=None, force=False, no
         rec.run(stop, notes_in, interactive, timeout)
     except RecordError as e:
         error = e
+    except BoardError as e:
+        error = RecordError(str(e))
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)

@@ -104,3 +104,28 @@ def test_only_the_cli_package_parses_command_lines():
                    if n == "argparse" or n.startswith("host_tools.cli"))
     assert wrong == []
     assert "argparse" in _imports(mods["host_tools.cli"])
+
+
+def _names(f):
+    """Every name and attribute `f` uses."""
+    tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
+        {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
+def test_only_the_transport_talks_to_a_board():
+    """Provisioning, recording and the demo reach a board through
+    host_tools.transport: nothing else runs mpremote, imports its
+    transport or opens a serial port (listing the ports is not talking)."""
+    mods = _modules()
+    users = {"host_tools.provision", "host_tools.record", "host_tools.demo"}
+    assert all("host_tools.transport" in _imports(mods[m]) for m in users)
+    wrong = []
+    for m, f in mods.items():
+        if m in ("host_tools.transport", "host_tools.mpy") or not m.startswith("host_tools"):
+            continue
+        wrong += ["%s imports %s" % (m, n) for n in _imports(f)
+                  if n == "serial" or n.startswith(("mpremote", "serial.serial"))]
+        wrong += ["%s runs mpremote" % m for n in _names(f) if n == "mpremote_binary"]
+    assert wrong == []
+    assert "mpremote.transport_serial" in _imports(mods["host_tools.transport"])

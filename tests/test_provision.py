@@ -13,7 +13,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from host_tools import boards, mpy, provision, sites
+from host_tools import boards, build, mpy, provision, sites, transport
 from host_tools.mosquitto import HOST, Broker
 from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT, bundled
@@ -393,8 +393,8 @@ def _row(board):
 
 
 def _info(version, mpy_version, arch, platform="esp32", name="micropython"):
-    return provision.BoardInfo(name=name, version=version, platform=platform,
-                               mpy=mpy_version[0] | mpy_version[1] << 8 | provision.ARCHES.index(arch) << 10)
+    return transport.BoardInfo(name=name, version=version, platform=platform,
+                               mpy=mpy_version[0] | mpy_version[1] << 8 | transport.ARCHES.index(arch) << 10)
 
 
 @pytest.mark.parametrize("info, board, result", [
@@ -419,10 +419,10 @@ def _info(version, mpy_version, arch, platform="esp32", name="micropython"):
 ])
 def test_the_board_decides_how_the_firmware_is_compiled(info, board, result):
     if isinstance(result, tuple):
-        assert provision.compile_flags(info, _row(board)) == result
+        assert build.compile_flags(info, _row(board)) == result
     else:
-        with pytest.raises(provision.ProvisionError) as e:
-            provision.compile_flags(info, _row(board))
+        with pytest.raises(build.BuildError) as e:
+            build.compile_flags(info, _row(board))
         assert str(e.value) == result
 
 
@@ -439,12 +439,12 @@ def test_an_older_mpy_version_compiles_and_runs(tmp_path):
 
 
 def test_the_probe_output_is_read():
-    info = provision.parse_probe("noise\ncitynode-probe micropython 1.29.0 2822 linux\n"
+    info = transport.parse_probe("noise\ncitynode-probe micropython 1.29.0 2822 linux\n"
                                  "citynode-probe None /config.json\ncitynode-probe ab12 /citynode/a b.mpy\n")
     assert (info.version, info.mpy_version, info.arch, info.platform) == ((1, 29, 0), (6, 3), "x64", "linux")
     assert info.files == {"/config.json": None, "/citynode/a b.mpy": "ab12"}
-    with pytest.raises(provision.ProvisionError):
-        provision.parse_probe("Traceback (most recent call last):\n")
+    with pytest.raises(transport.BoardError):
+        transport.parse_probe("Traceback (most recent call last):\n")
 
 
 # ---- waiting for online
@@ -687,7 +687,7 @@ def test_a_board_gets_the_bme280_libraries_its_driver_imports(tmp_path):
     """Real boards get Adafruit's BME280 driver compiled into /lib: with only
     those .mpy files (not the host's packages) on its path, MicroPython
     reads an emulated BME280 through the firmware's driver."""
-    workspace = provision.Workspace(None)
+    workspace = build.Workspace(None)
     try:
         files = workspace.libraries(())
         for board_path, local in files.items():
