@@ -39,14 +39,14 @@ demo: setup
 	$(VENV)/bin/citynode demo --out $(OUT)/demo
 
 bench: setup broker
-	$(PY) -m host_tools.bench
-	$(PY) -m host_tools.bench_node
-	$(PY) -m host_tools.bench --real
+	$(PY) -m host_tools.bench.core
+	$(PY) -m host_tools.bench.node
+	$(PY) -m host_tools.bench.core --real
 
 # Real street floods (FloodNet, New York City) imported and replayed: needs
 # ../shared/data/floodnet-dev.csv beside the checkout, else says so.
 score-real: setup
-	$(PY) -m host_tools.bench --real
+	$(PY) -m host_tools.bench.core --real
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -29,8 +29,7 @@ def run_micropython(args, heap="256K", cwd=ROOT):
 def replays():
     """Replays of the bundled recordings, made once per run and shared:
     {(name, runtime): Result}."""
-    from host_tools import replay
-
+    from host_tools.desk import replay
     cache = {}
 
     def get(name, runtime="cpython"):

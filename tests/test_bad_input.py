@@ -13,7 +13,8 @@ import shutil
 import pytest
 
 from citynode.recording import MAX_LINE, Reader, RecordingError
-from host_tools import cli, mpy, replay
+from host_tools import cli, mpy
+from host_tools.desk import replay
 from tests.conftest import RECORDINGS, ROOT
 from tests.test_recording import GOOD, HEADER, read_all, write
 

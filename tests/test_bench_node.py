@@ -1,11 +1,11 @@
-"""Smoke test of host_tools/bench_node.py: the bytes-per-reading figure on
+"""Smoke test of host_tools/bench/node.py: the bytes-per-reading figure on
 the first records of the flood event."""
 
 import gzip
 import io
 
 from citynode.mqtt import MQTTClient
-from host_tools import bench_node
+from host_tools.bench import node as bench_node
 from tests.conftest import bundled
 
 

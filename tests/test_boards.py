@@ -3,8 +3,8 @@ and sensors get the pins a technician would wire them to."""
 
 import pytest
 
-from host_tools import boards
 from host_tools.cli import main as cli
+from host_tools.field import boards
 
 GOOD = """\
 title = "Test board"

@@ -1,4 +1,4 @@
-"""The demo (host_tools/demo.py) end to end, in short mode: an embedded
+"""The demo (host_tools/desk/demo.py) end to end, in short mode: an embedded
 amqtt broker, two virtual boards provisioned with mpremote, a subscriber
 checking what they publish against the CPython replay of the same slices,
 and the HTML reports."""
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from host_tools import demo, replay
+from host_tools.desk import demo, replay
 from tests.conftest import ROOT
 
 

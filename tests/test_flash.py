@@ -24,9 +24,9 @@ from esptool.util import FatalError
 from rich.console import Console
 from serial.tools.list_ports_common import ListPortInfo
 
-from host_tools import boards, flash
 from host_tools.cli import main as cli
-from host_tools.esptool_log import showing_esptool
+from host_tools.field import boards, flash
+from host_tools.field.esptool_log import showing_esptool
 
 BOARD_OF = {"esp32": "esp32-devkitc", "esp32s3": "esp32s3-devkitc-1", "esp32c3": "esp32c3-devkitm-1"}
 IMAGE_CLASS = {"esp32": bin_image.ESP32FirmwareImage, "esp32s3": bin_image.ESP32S3FirmwareImage,

@@ -2,7 +2,9 @@
 interpreter build gives the same bytes), so they are held as tests."""
 
 
-from host_tools import bench, mpy, replay
+from host_tools import mpy
+from host_tools.bench import core as bench
+from host_tools.desk import replay
 from tests.conftest import ROOT, bundled
 
 CORE_HEAP_TARGET = 32 * 1024

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host_tools import boards, sites
+from host_tools.field import boards, sites
 from tests.conftest import RECORDINGS, ROOT
 from tests.fuzz_settings import fuzz, mutate, rngs, scalar, scratch_dir
 

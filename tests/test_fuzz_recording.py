@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from citynode import replay as core_replay
 from citynode.recording import Reader, RecordingError
-from host_tools import replay
+from host_tools.desk import replay
 from tests.fuzz_settings import EXAMPLES, fuzz, mutate, rngs, scratch_dir, value
 from tests.test_recording import GOOD, HEADER
 

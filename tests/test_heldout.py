@@ -4,7 +4,7 @@ temperatures), generated at test time."""
 
 import pytest
 
-from host_tools import replay, synth
+from host_tools.desk import replay, synth
 
 
 @pytest.mark.parametrize("seed", [101, 202])

@@ -80,7 +80,7 @@ def test_the_walk_sees_a_cycle_and_a_wrong_direction():
     edges = _graph()
     assert "citynode.core" in edges["citynode.node"]
     assert "citynode.nodeconfig" in edges["citynode.node"]
-    assert "citynode.replay" in edges["host_tools.replay"]
+    assert "citynode.replay" in edges["host_tools.desk.replay"]
 
 
 def _imports(f):
@@ -99,7 +99,7 @@ def test_only_the_cli_package_parses_command_lines():
     nothing outside it imports the CLI."""
     mods = _modules()
     api = [m for m in mods if m.startswith("host_tools") and not m.startswith("host_tools.cli")]
-    assert "host_tools.flash" in api and "host_tools.provision" in api
+    assert "host_tools.field.flash" in api and "host_tools.field.provision" in api
     wrong = sorted("%s imports %s" % (m, n) for m in api for n in _imports(mods[m])
                    if n == "argparse" or n.startswith("host_tools.cli"))
     assert wrong == []
@@ -115,17 +115,17 @@ def _names(f):
 
 def test_only_the_transport_talks_to_a_board():
     """Provisioning, recording and the demo reach a board through
-    host_tools.transport: nothing else runs mpremote, imports its
+    host_tools.field.transport: nothing else runs mpremote, imports its
     transport or opens a serial port (listing the ports is not talking)."""
     mods = _modules()
-    users = {"host_tools.provision", "host_tools.record", "host_tools.demo"}
-    assert all("host_tools.transport" in _imports(mods[m]) for m in users)
+    users = {"host_tools.field.provision", "host_tools.field.record", "host_tools.desk.demo"}
+    assert all("host_tools.field.transport" in _imports(mods[m]) for m in users)
     wrong = []
     for m, f in mods.items():
-        if m in ("host_tools.transport", "host_tools.mpy") or not m.startswith("host_tools"):
+        if m in ("host_tools.field.transport", "host_tools.mpy") or not m.startswith("host_tools"):
             continue
         wrong += ["%s imports %s" % (m, n) for n in _imports(f)
                   if n == "serial" or n.startswith(("mpremote", "serial.serial"))]
         wrong += ["%s runs mpremote" % m for n in _names(f) if n == "mpremote_binary"]
     assert wrong == []
-    assert "mpremote.transport_serial" in _imports(mods["host_tools.transport"])
+    assert "mpremote.transport_serial" in _imports(mods["host_tools.field.transport"])

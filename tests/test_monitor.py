@@ -1,4 +1,4 @@
-"""`citynode monitor` (host_tools/monitor.py, host_tools/fleet.py) against a
+"""`citynode monitor` (host_tools/field/monitor.py, host_tools/field/fleet.py) against a
 real Mosquitto: the monitor runs as the command a user types, in a
 subprocess; test traffic comes from paho-mqtt, or from the node's own
 firmware (citynode.node on CPython) replaying a slice of the bundled
@@ -17,7 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from host_tools import fleet, monitor, replay
+from host_tools.desk import replay
+from host_tools.field import fleet, monitor
 from host_tools.mosquitto import HOST, Broker, free_port
 from tests.conftest import ROOT
 from tests.paho_subscriber import unique
@@ -235,7 +236,7 @@ def test_the_monitors_own_outage_is_not_the_nodes_silence():
 
 
 def test_fleet_state_in_a_share_from_one_and_bad_payloads():
-    """host_tools.fleet alone: a share member tells repeats but no gaps; the
+    """host_tools.field.fleet alone: a share member tells repeats but no gaps; the
     demo's nodes count from seq 1; what is not a proper payload is flagged
     and still shown; retained messages stay out of the sequence."""
     share = fleet.Fleet(contiguous=False)

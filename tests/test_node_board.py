@@ -17,9 +17,9 @@ import time
 import pytest
 
 from citynode.node import Node, check_config
-from host_tools import boards
 from host_tools.emulators import bme280
 from host_tools.emulators.board import WDT_RESET, EmulatedBoard
+from host_tools.field import boards
 from host_tools.mosquitto import HOST, Broker
 from tests.paho_subscriber import Subscriber, publish, unique
 from tests.test_schemas import StrictValidator, load_schema

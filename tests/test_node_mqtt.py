@@ -25,7 +25,8 @@ import time
 
 import pytest
 
-from host_tools import mpy, replay, synth
+from host_tools import mpy
+from host_tools.desk import replay, synth
 from host_tools.mosquitto import Broker
 from tests.conftest import ROOT
 from tests.paho_subscriber import Subscriber, retained_status, unique

@@ -22,9 +22,10 @@ import pytest
 
 from citynode import VERSION
 from citynode.node import check_config
-from host_tools import mpy, replay, synth
+from host_tools import mpy
+from host_tools.desk import replay, synth
+from host_tools.desk.vboard import VirtualBoard
 from host_tools.mosquitto import HOST, Broker
-from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT
 from tests.paho_subscriber import Subscriber, publish, retained_status, unique
 from tests.test_schemas import StrictValidator, load_schema

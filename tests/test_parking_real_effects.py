@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 
-from host_tools import replay, synth
+from host_tools.desk import replay, synth
 from tests.conftest import RECORDINGS
 
 BUNDLED = RECORDINGS / "parking-interference.jsonl.gz"

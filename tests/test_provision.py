@@ -13,9 +13,10 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from host_tools import boards, build, mpy, provision, sites, transport
+from host_tools import mpy
+from host_tools.desk.vboard import VirtualBoard
+from host_tools.field import boards, build, provision, sites, transport
 from host_tools.mosquitto import HOST, Broker
-from host_tools.vboard import VirtualBoard
 from tests.conftest import ROOT, bundled
 
 BROKER_SECRET = "Brk-7781-never-shown"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from host_tools import rawbus, replay, synth
+from host_tools.desk import rawbus, replay, synth
 
 
 @pytest.fixture(scope="module")

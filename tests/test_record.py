@@ -1,6 +1,6 @@
 """`citynode record` against a real virtual board: MicroPython's unix port
 on a pseudo-terminal, provisioned with mpremote as a technician would
-(host_tools.demo.provision), its config's hardware layer "sim" playing a
+(host_tools.desk.demo.provision), its config's hardware layer "sim" playing a
 known recording. The board's record mode streams the recording's samples
 back; what `citynode record` writes must be those samples, with the
 technician's notes as truth records, and must read back and replay."""
@@ -21,9 +21,11 @@ import pytest
 
 from citynode.record import MARK
 from citynode.recording import Reader
-from host_tools import boards, cli, demo, mpy, replay, sites
-from host_tools.record import Capture, Recorder, RecordError, View, format_summary, parse_note, record
-from host_tools.vboard import VirtualBoard
+from host_tools import cli, mpy
+from host_tools.desk import demo, replay
+from host_tools.desk.vboard import VirtualBoard
+from host_tools.field import boards, sites
+from host_tools.field.record import Capture, Recorder, RecordError, View, format_summary, parse_note, record
 from tests.conftest import ROOT, bundled
 
 PARKING_H = (8.0, 8.02)  # 72 s, 4 bays at 1 Hz and the air every 60 s: 290 samples

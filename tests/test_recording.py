@@ -6,7 +6,8 @@ import json
 import pytest
 
 from citynode.recording import Reader, RecordingError
-from host_tools import cli, replay
+from host_tools import cli
+from host_tools.desk import replay
 
 HEADER = {"format": "citynode-recording", "version": 1, "node": "n1", "board": "esp32-devkitc",
           "start": 1783987200, "sensors": [{"id": "street", "type": "water", "mount_mm": 3500},

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from host_tools import cli, importers, replay, report, score
+from host_tools import cli
+from host_tools.desk import importers, replay, report, score
 from tests.conftest import ROOT, bundled
 
 EVENTS = ROOT / "tests" / "data" / "floodnet-events.csv"
@@ -96,8 +97,7 @@ def test_gap_events_show_in_the_replay_output_and_the_report(replays):
 
 
 def test_score_real_prints_the_issue_figures(tmp_path, capsys):
-    from host_tools import bench
-
+    from host_tools.bench import core as bench
     assert bench.score_real(EVENTS, tmp_path) == 0
     out = capsys.readouterr().out
     for words in ("resampled every 10 s: 3 events", "missed crossings", "crossings later than 2 intervals",
@@ -108,8 +108,7 @@ def test_score_real_prints_the_issue_figures(tmp_path, capsys):
 
 
 def test_score_real_without_the_data_says_so_in_one_line(tmp_path, capsys):
-    from host_tools import bench
-
+    from host_tools.bench import core as bench
     assert bench.score_real(tmp_path / "floodnet-dev.csv", tmp_path) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert "floodnet-dev.csv not found" in line and "skipped" in line

@@ -1,11 +1,11 @@
-"""Tests for host_tools.report: the HTML page of one replay."""
+"""Tests for host_tools.desk.report: the HTML page of one replay."""
 
 import copy
 import math
 
 import pytest
 
-from host_tools import replay, report, synth
+from host_tools.desk import replay, report, synth
 
 
 @pytest.fixture(scope="module")

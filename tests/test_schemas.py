@@ -30,7 +30,7 @@ from jsonschema.exceptions import ValidationError
 from citynode import replay as core_replay
 from citynode.outbox import Outbox
 from citynode.publisher import Publisher
-from host_tools import rawbus
+from host_tools.desk import rawbus
 from host_tools.emulators.replay import parts
 from tests.conftest import BUNDLED, ROOT, bundled
 

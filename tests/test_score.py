@@ -1,6 +1,6 @@
 """The scorer itself, on hand-made replays whose right answer is known."""
 
-from host_tools import score
+from host_tools.desk import score
 
 
 def occ_event(t_s, bay, state):

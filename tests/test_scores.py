@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from host_tools import replay
+from host_tools.desk import replay
 from tests.conftest import bundled
 
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from host_tools import replay, synth
+from host_tools.desk import replay, synth
 from tests.conftest import bundled
 
 D = 86400

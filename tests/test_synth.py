@@ -6,7 +6,8 @@ import math
 import pytest
 
 from citynode.recording import Reader
-from host_tools import cli, physics, synth
+from host_tools import cli
+from host_tools.desk import physics, synth
 from tests.conftest import BUNDLED, bundled
 
 

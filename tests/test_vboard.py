@@ -1,4 +1,4 @@
-"""The virtual board (host_tools/vboard.py) driven by the real `mpremote`,
+"""The virtual board (host_tools/desk/vboard.py) driven by the real `mpremote`,
 exactly as an ESP32 on a serial port would be: every test runs the mpremote
 command line in a subprocess against the board's pseudo-terminal."""
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import mpy, vboard
-from host_tools.vboard import RAW_PROMPT, SOFT_REBOOT, VirtualBoard, VirtualBoardError
+from host_tools import mpy
+from host_tools.desk import vboard
+from host_tools.desk.vboard import RAW_PROMPT, SOFT_REBOOT, VirtualBoard, VirtualBoardError
 from tests.conftest import ROOT
 
 MPREMOTE = mpy.mpremote_binary()

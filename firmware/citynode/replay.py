@@ -7,7 +7,7 @@ prints one JSON line per message the node would publish,
 `{"t": ms, "topic": ..., "payload": {...}}`, then a last line
 `{"stats": {...}}`. A bad recording prints `error: FILE:LINE: what` on
 stderr and exits with status 2. A recording of bus-level values needs the
-desk's emulated parts (`parts`, see citynode.hal_sim): host_tools.replay
+desk's emulated parts (`parts`, see citynode.hal_sim): host_tools.desk.replay
 hands them in.
 """
 

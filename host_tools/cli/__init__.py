@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 from citynode import VERSION
-from host_tools import importers, replay, score, synth
 from host_tools.cli import boards, demo, flash, monitor, provision, record
 from host_tools.cli.flags import flags
+from host_tools.desk import importers, replay, score, synth
+from host_tools.desk.signals import ctrl_c_stops
 from host_tools.progress import Progress
-from host_tools.signals import ctrl_c_stops
 
 EXIT_ERROR = 2
 
@@ -182,8 +182,7 @@ def cmd_replay(args):
     if args.messages:
         _write_jsonl(args.messages, ({"t": t, "topic": tp, "payload": p} for t, tp, p in result.messages))
     if args.report:
-        from host_tools import report
-
+        from host_tools.desk import report
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         report.write_report(result, args.report)
     if args.json:
@@ -287,8 +286,7 @@ FLASH is the folder that acts as its flash. See docs/virtual-board.md."""
 
 
 def cmd_sim(args):
-    from host_tools import vboard
-
+    from host_tools.desk import vboard
     return vboard.serve(args.flash, heap=args.heap)
 
 

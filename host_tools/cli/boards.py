@@ -2,7 +2,7 @@
 
 import argparse
 
-from host_tools.boards import all_boards, describe, load
+from host_tools.field.boards import all_boards, describe, load
 
 _EPILOG = """\
 examples:

@@ -3,9 +3,10 @@
 import argparse
 import sys
 
-from host_tools import fleet, replay
 from host_tools.cli.flags import flags
-from host_tools.demo import DEFAULT_SPEED, DemoError, run_demo
+from host_tools.desk import replay
+from host_tools.desk.demo import DEFAULT_SPEED, DemoError, run_demo
+from host_tools.field import fleet
 
 _EPILOG = """\
 examples:

@@ -2,8 +2,8 @@
 
 import argparse
 
-from host_tools import boards
-from host_tools.flash import (
+from host_tools.field import boards
+from host_tools.field.flash import (
     CONNECT_ATTEMPTS,
     DEFAULT_BAUD,
     FlashError,

@@ -5,8 +5,8 @@ import getpass
 import os
 import sys
 
-from host_tools import fleet
-from host_tools.monitor import PASSWORD_ENV, MonitorError, run
+from host_tools.field import fleet
+from host_tools.field.monitor import PASSWORD_ENV, MonitorError, run
 
 _EPILOG = """\
 examples:

@@ -3,9 +3,9 @@
 import argparse
 import sys
 
-from host_tools import sites
 from host_tools.cli.flags import flags
-from host_tools.provision import DEFAULT_JOBS, DEFAULT_ONLINE_S, EXIT_ERROR, run
+from host_tools.field import sites
+from host_tools.field.provision import DEFAULT_JOBS, DEFAULT_ONLINE_S, EXIT_ERROR, run
 
 _DESCRIPTION = """\
 Provision nodes from a site file and an inventory through mpremote: build and

@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from host_tools.cli.flags import flags
-from host_tools.record import BOARD_TIMEOUT_S, RecordError, complete, format_summary, record
+from host_tools.field.record import BOARD_TIMEOUT_S, RecordError, complete, format_summary, record
 
 _EPILOG = """\
 examples:

@@ -3,7 +3,7 @@ recording of bus-level values (version 2) replays through the real drivers:
 
     MICROPYPATH=<firmware>:<repo>:<drivers> micropython -m host_tools.emulators.replay REC
 
-Runs under MicroPython (host_tools.replay starts it) and CPython; the
+Runs under MicroPython (host_tools.desk.replay starts it) and CPython; the
 parts are imported only when the recording has them.
 """
 

@@ -1,6 +1,6 @@
 """Site files and inventories: what `citynode provision` builds node configs from.
 
-    from host_tools import sites
+    from host_tools.field import sites
     site = sites.load_site("sites/example/site.toml")       # + site.secrets.toml, env:NAME values
     rows = sites.load_inventory("sites/example/inventory.csv", site)
     cfg = sites.build_config(site, rows[0])                 # the node's /config.json, checked
@@ -34,7 +34,9 @@ from citynode.config import _ID_CHARS, check_sensor
 from citynode.node import check_broker, check_config
 from citynode.nodeconfig import DEFAULTS
 from citynode.recording import RecordingError
-from host_tools import boards, replay, tomlfile
+from host_tools import tomlfile
+from host_tools.desk import replay
+from host_tools.field import boards
 
 CA_PATH = "/ca.der"  # where the broker's CA certificate goes on the board
 RECORDING_PATH = "/rec.jsonl"  # a virtual board's recording (hal "sim")

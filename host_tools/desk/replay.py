@@ -19,7 +19,8 @@ from pathlib import Path
 
 from citynode import replay as core_replay
 from citynode.recording import MAX_LINE, READ_ERROR, Reader, RecordingError
-from host_tools import mpy, score
+from host_tools import mpy
+from host_tools.desk import score
 from host_tools.emulators.replay import parts
 
 FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent

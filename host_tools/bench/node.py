@@ -4,7 +4,7 @@ not pass/fail; targets in brackets).
 - QoS 1 publish rate (messages/s, each acknowledged by a real Mosquitto on
   loopback) of citynode.mqtt.MQTTClient on MicroPython (the client compiled
   with mpy-cross) and on CPython, best of a few rounds, a typical water
-  reading as payload (host_tools/bench_node_mp.py);
+  reading as payload (host_tools/bench/node_mp.py);
 - the smallest MicroPython heap (-X heapsize, bisected) at which the whole
   node (citynode.node.Node: core, MQTT client, outbox, publisher, compiled
   with mpy-cross) runs a slice of the flood event into Mosquitto, unpaced,
@@ -13,7 +13,7 @@ not pass/fail; targets in brackets).
   (fixed header, topic, packet id, payload) per topic kind, from replays
   of the bundled recordings through citynode.publisher.
 
-    python -m host_tools.bench_node
+    python -m host_tools.bench.node
 
 The unix port is a 64-bit build: its objects are up to twice the size of
 an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
@@ -29,10 +29,10 @@ from pathlib import Path
 
 from citynode import replay as core_replay
 from citynode.publisher import Publisher
-from host_tools import bench_node_mp, mpy
+from host_tools import mpy
+from host_tools.bench import node_mp as bench_node_mp
 from host_tools.mosquitto import HOST, MOSQUITTO, Broker
-
-ROOT = Path(__file__).resolve().parent.parent
+from host_tools.paths import ROOT
 
 RECORDINGS = ("flood-event", "dry-week", "parking-day")
 SITE = "s1"  # topic bytes depend on the names: citynode/s1/<node>/<suffix>

@@ -4,7 +4,7 @@
 
 Subscribes with paho-mqtt (MQTT 3.1.1, QoS 1, a clean session) to what the
 nodes publish under `citynode/<site>/+/` (`TOPICS`), feeds every message to
-a `host_tools.fleet.Fleet` and shows the result: a live rich table on a
+a `host_tools.field.fleet.Fleet` and shows the result: a live rich table on a
 terminal, plain lines (one per node that changed, at most once a second)
 otherwise, or with `json_out` one JSON object per received message (and per
 node gone stale) on stdout. docs/monitor.md explains the output.
@@ -30,7 +30,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from host_tools import fleet
+from host_tools.field import fleet
 
 TOPICS = ("status", "bay/+", "water", "env", "event", "health", "cmd/ack")
 RETAINED = ("status", "bay/+")  # what nodes publish retained: never through a shared subscription

@@ -8,7 +8,7 @@ What it does, as a newcomer would see it without a board:
 
 1. starts an MQTT broker in this process (amqtt, on a free loopback port),
    unless `--broker` names one;
-2. powers up two virtual boards (host_tools.vboard) with empty flash: a
+2. powers up two virtual boards (host_tools.desk.vboard) with empty flash: a
    parking node and a street (flood) node, and provisions each with
    `mpremote fs cp` (the citynode package, boot.py, main.py, config.json
    and a slice of a bundled recording as /rec.jsonl), then power-cycles
@@ -38,14 +38,14 @@ import time
 from pathlib import Path
 
 from citynode.mqtt import MQTTClient
-from host_tools import fleet, replay, report
-from host_tools.boards import load as load_profile
-from host_tools.sites import node_config
-from host_tools.transport import Board, BoardError
-from host_tools.vboard import VirtualBoard
+from host_tools.desk import replay, report
+from host_tools.desk.vboard import VirtualBoard
+from host_tools.field import fleet
+from host_tools.field.boards import load as load_profile
+from host_tools.field.sites import node_config
+from host_tools.field.transport import Board, BoardError
+from host_tools.paths import FIRMWARE, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
 SITE = "demo"
 HOST = "127.0.0.1"
 HEALTH_S = 300  # recording seconds between two health messages

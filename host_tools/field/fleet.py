@@ -14,8 +14,8 @@ numbers (docs/payloads.md: `seq` rises by one per message per node) are
 checked per node by `SeqTrack`: gaps, QoS 1 repeats, late arrivals, a
 counter that went back. Retained messages delivered at subscription time
 are old state: they update the view (status, bays) but not the sequence
-accounting. Used by `citynode monitor` (host_tools/monitor.py) and the demo
-(host_tools/demo.py).
+accounting. Used by `citynode monitor` (host_tools/field/monitor.py) and the demo
+(host_tools/desk/demo.py).
 """
 
 import json

@@ -1,6 +1,6 @@
 """Flashing MicroPython onto a board through esptool's Python API.
 
-    from host_tools import boards, flash
+    from host_tools.field import boards, flash
     board = boards.load("esp32-devkitc")
     image = flash.check_image("firmware.bin", board)   # before touching the board
     plan = flash.make_plan(board, image, "/dev/ttyUSB0", erase=True)
@@ -25,9 +25,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import boards
+from host_tools.field import boards  # A MicroPython firmware .bin is ESP-IDF's flash layout from the image
 
-# A MicroPython firmware .bin is ESP-IDF's flash layout from the image
 # offset on: the second-stage bootloader, the partition table at 0x8000
 # (ESP-IDF's default, which MicroPython keeps), the app where the table says.
 PARTITION_TABLE_OFFSET = 0x8000
@@ -279,7 +278,7 @@ def run(plan, console):
     progress bar on the rich `console`; a Result, or a FlashError."""
     from esptool.util import FatalError
 
-    from host_tools.esptool_log import showing_esptool
+    from host_tools.field.esptool_log import showing_esptool
 
     api = esptool_api()
     want = chip_name(plan.board.chip)

@@ -6,7 +6,7 @@ those files differ from what the board holds.
 
 `Workspace` builds each thing once per batch, in a private temporary
 folder; `compile_flags` checks a board; `changes` compares with a probe.
-Used by `citynode provision` (host_tools.provision).
+Used by `citynode provision` (host_tools.field.provision).
 """
 
 import functools
@@ -19,11 +19,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from host_tools import mpy, replay, sites
-from host_tools.transport import BoardError, mpy_text
+from host_tools import mpy
+from host_tools.desk import replay
+from host_tools.field import sites
+from host_tools.field.transport import BoardError, mpy_text
+from host_tools.paths import FIRMWARE
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
 PACKAGE = "citynode"
 # Adafruit's BME280 driver and its bus helper (pinned host packages), which
 # the firmware's BME280 driver imports: compiled into /lib on real boards.

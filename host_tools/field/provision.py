@@ -3,7 +3,7 @@ through the real mpremote.
 
     citynode provision --site sites/example/site.toml --inventory sites/example/inventory.csv
 
-For every node of the inventory (host_tools.sites builds and checks its
+For every node of the inventory (host_tools.field.sites builds and checks its
 config.json):
 
 1. ask the board, in one `mpremote exec`, which MicroPython it runs
@@ -20,8 +20,8 @@ config.json):
 6. optionally wait for the node's `online` on the broker: a fresh one, sent
    after the reset, not the retained one of its previous run.
 
-The board is reached through host_tools.transport (steps 1, 4, 5) and the
-files are built by host_tools.build (steps 2, 3, 4); this module orders the
+The board is reached through host_tools.field.transport (steps 1, 4, 5) and the
+files are built by host_tools.field.build (steps 2, 3, 4); this module orders the
 steps for each node and runs the batch. `run(...)` does the batch and
 returns the summary; `provision_node(...)` does one board. docs/provisioning.md
 has the formats, the steps and what is guaranteed.
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citynode import topic_prefix
-from host_tools import build, sites
-from host_tools.transport import Board, BoardError
+from host_tools.field import build, sites
+from host_tools.field.transport import Board, BoardError
 
 BOOT_MARK = b"citynode boot"  # what firmware/boot.py prints
 DEFAULT_JOBS = 4

@@ -18,7 +18,7 @@
 The unix port is a 64-bit build: its objects are up to twice the size of
 an ESP32's 32-bit ones, so its heap figures are an upper bound for a board.
 
-`python -m host_tools.bench --real` (`make score-real`, and the end of
+`python -m host_tools.bench.core --real` (`make score-real`, and the end of
 `make bench`) scores the core on real street floods: the FloodNet
 development events (`../shared/data/floodnet-dev.csv` beside the checkout)
 imported at a 3 m mount, resampled every 10 s and at the profiles' own
@@ -36,9 +36,10 @@ from pathlib import Path
 
 from citynode import replay as core_replay
 from citynode.recording import Reader, RecordingError
-from host_tools import importers, mpy, replay, score, synth
+from host_tools import mpy
+from host_tools.desk import importers, replay, score, synth
+from host_tools.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = ("flood-event", "dry-week", "parking-day")
 HEAP_TARGET_KB = 32
 RATIO_TARGET = 2.0
@@ -93,7 +94,7 @@ def instructions(mode, path):
     valgrind's callgrind: the same count on every run, whatever else the
     machine is doing."""
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                          sys.executable, "-m", "host_tools.bench", "--only", mode, str(path)],
+                          sys.executable, "-m", "host_tools.bench.core", "--only", mode, str(path)],
                          capture_output=True, text=True, check=True).stderr
     for line in out.splitlines():
         if "Collected :" in line:

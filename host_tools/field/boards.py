@@ -2,7 +2,7 @@
 
 One TOML file per board in boards/ (docs/boards.md has the fields):
 
-    from host_tools import boards
+    from host_tools.field import boards
     b = boards.load("esp32-devkitc")         # or a path to a .toml file
     b.chip, b.flash_offset                   # "esp32", 0x1000
     boards.hal_config(b, sensors)            # the node config's "hal" part
@@ -16,8 +16,7 @@ from pathlib import Path
 from citynode import sensors as registry
 from citynode.nodeconfig import ETHERNET_PHYS
 from host_tools import tomlfile
-
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+from host_tools.paths import BOARDS
 
 # The MicroPython image's offset in flash, per chip (Espressif's download
 # pages; the ESP32 keeps its second-stage bootloader at 0x1000).
@@ -164,7 +163,7 @@ def parse(path):
 
 
 def names():
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in BOARDS.glob("*.toml"))
 
 
 def load(name):
@@ -174,7 +173,7 @@ def load(name):
         return parse(path)
     if name not in names():
         raise BoardError("no board profile '%s' (boards: %s)" % (name, ", ".join(names())))
-    return parse(BOARDS_DIR / (name + ".toml"))
+    return parse(BOARDS / (name + ".toml"))
 
 
 def all_boards():

@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 from citynode.ranging import RANGERS, half_speed_q16, speed_mm_s
 from citynode.recording import FORMAT
 from host_tools import tomlfile
-from host_tools.score import _Truth
-from host_tools.synth import _bme, _Recording, _smooth
+from host_tools.desk.score import _Truth
+from host_tools.desk.synth import _bme, _Recording, _smooth
 
 MM_PER_INCH = 25.4
 NYC = ZoneInfo("America/New_York")  # FloodNet's local times carry no offset

@@ -1,11 +1,11 @@
 """`citynode record`: capture a bench board's raw readings into a recording,
 with the ground truth a technician types while it runs.
 
-    from host_tools import record
+    from host_tools.field import record
     summary = record.record("/dev/ttyUSB0", "bench.jsonl", duration_s=600, note="bay 3, ruler at kerb")
 
 The board runs its record mode (firmware/citynode/record.py), started over
-the raw REPL (host_tools.transport's stream): one marked JSON line per
+the raw REPL (host_tools.field.transport's stream): one marked JSON line per
 raw sample. Each sample becomes a record of the file as it comes, written
 and flushed at once, so whatever stops the capture (the end of the board's
 recording, `duration_s`, a Ctrl-C, a kill, a lost port) leaves a valid
@@ -33,7 +33,7 @@ from citynode import sensors as registry
 from citynode import ticks
 from citynode.record import ASK, MARK
 from citynode.recording import FORMAT, Reader, RecordingError
-from host_tools.transport import Board, BoardError
+from host_tools.field.transport import Board, BoardError
 
 RECORD_CODE = "import citynode.record\ncitynode.record.main()\n"
 BOARD_TIMEOUT_S = 10  # for the raw REPL, and then for the board's first line

@@ -9,7 +9,7 @@ stand out, and its chunk-by-chunk progress (`log.progress`, which calls
 progress bar. Debug lines, which esptool shows only with --verbose, are
 left out as esptool itself leaves them out.
 
-Kept apart from host_tools.flash so the `citynode` command does not import
+Kept apart from host_tools.field.flash so the `citynode` command does not import
 esptool unless it flashes.
 """
 

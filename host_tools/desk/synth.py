@@ -36,7 +36,7 @@ import math
 import random
 
 from citynode.recording import MAX_START
-from host_tools import physics
+from host_tools.desk import physics
 
 FORMAT = "citynode-recording"
 VERSION = 1

@@ -1,5 +1,5 @@
 """QoS 1 publish rate of citynode.mqtt.MQTTClient; runs under MicroPython
-and CPython alike (host_tools/bench_node.py starts it).
+and CPython alike (host_tools/bench/node.py starts it).
 
     micropython bench_node_mp.py PORT CLIENT_ID TOPIC PAYLOAD COUNT WINDOW ROUNDS
 

@@ -1,4 +1,4 @@
-"""An HTML page for one replay (a `host_tools.replay.Result`): the recording,
+"""An HTML page for one replay (a `host_tools.desk.replay.Result`): the recording,
 the scores against their targets, water level and temperature plots, an
 occupancy timeline per bay and the list of events.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from citynode import sensors as registry
 from citynode.flood import ALERT_NAMES as ALERT_LEVELS
 from citynode.flood import WaterLevel
-from host_tools.score import (
+from host_tools.desk.score import (
     F1_TARGET,
     FROZEN_MM,
     LATENCY_MEDIAN_TARGET_S,
