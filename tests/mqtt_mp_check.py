@@ -1,4 +1,4 @@
-"""citynode.mqtt inside the real MicroPython interpreter, against a real
+"""citynode.link.mqtt inside the real MicroPython interpreter, against a real
 broker (tests/test_mqtt.py starts it, and the relays, and reads this output).
 
     micropython mqtt_mp_check.py PORT REC_PORT DEAD_PORT TLS_PORT BAD_TLS_PORT CA_DER PREFIX
@@ -16,7 +16,7 @@ import select
 import sys
 import time
 
-from citynode.mqtt import MQTTClient
+from citynode.link.mqtt import MQTTClient
 
 HOST = "127.0.0.1"
 

@@ -28,14 +28,14 @@ import json
 import sys
 import time
 
-from citynode import outbox
+from citynode.board.hal_sim import SimHal
+from citynode.board.recording import Reader
 from citynode.config import check_sensors
-from citynode.core import Core
-from citynode.hal_sim import SimHal
-from citynode.mqtt import MQTTClient
-from citynode.outbox import Outbox
-from citynode.publisher import Publisher
-from citynode.recording import Reader
+from citynode.link import outbox
+from citynode.link.mqtt import MQTTClient
+from citynode.link.outbox import Outbox
+from citynode.link.publisher import Publisher
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 
 HOST = "127.0.0.1"

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from citynode.recording import MAX_LINE, Reader, RecordingError
+from citynode.board.recording import MAX_LINE, Reader, RecordingError
 from host_tools import cli, mpy
 from host_tools.desk import replay
 from tests.conftest import RECORDINGS, ROOT

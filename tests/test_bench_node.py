@@ -4,7 +4,7 @@ the first records of the flood event."""
 import gzip
 import io
 
-from citynode.mqtt import MQTTClient
+from citynode.link.mqtt import MQTTClient
 from host_tools.bench import node as bench_node
 from tests.conftest import bundled
 

@@ -58,7 +58,8 @@ def test_the_boards_were_provisioned_through_mpremote(short_run):
     out_dir, _summary, text = short_run
     for name in ("parking", "flood"):
         flash = out_dir / ("flash-%s" % name)
-        for f in ("boot.py", "main.py", "config.json", "rec.jsonl", "citynode/node.py", "citynode/mqtt.py"):
+        for f in ("boot.py", "main.py", "config.json", "rec.jsonl", "citynode/board/node.py",
+                  "citynode/link/mqtt.py"):
             assert (flash / f).is_file(), (name, f)
         assert not (flash / "citynode" / "__pycache__").exists()
         assert (flash / "rec.jsonl").read_bytes() == (out_dir / ("%s.jsonl" % name)).read_bytes()

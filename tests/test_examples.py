@@ -10,7 +10,7 @@ import pytest
 from host_tools import mpy
 from tests.conftest import ROOT
 
-EXAMPLES = sorted((ROOT / "firmware" / "citynode" / "examples").glob("*_simpletest.py"))
+EXAMPLES = sorted((ROOT / "firmware" / "examples").glob("*_simpletest.py"))
 BOARD_MODULES = ("machine", "time")
 
 

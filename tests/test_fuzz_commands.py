@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citynode.commands import Commands
 from citynode.config import check_sensors
-from citynode.core import Core
+from citynode.link.commands import Commands
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from tests.core.helpers import Collect
 from tests.core.test_commands import SENSORS

@@ -1,5 +1,5 @@
 """Random bytes fed to the MQTT client's decoding of what the broker sends
-(citynode.mqtt: `_read` frames a packet, `_handle` acts on it). Whatever
+(citynode.link.mqtt: `_read` frames a packet, `_handle` acts on it). Whatever
 arrives, the client either accepts it or raises MQTTError, the error
 docs/mqtt.md documents (`poll()` turns it into a closed connection); no
 other exception, no hang.
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citynode import ticks
-from citynode.mqtt import MQTTClient, MQTTError
+from citynode.link.mqtt import MQTTClient, MQTTError
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=(EXAMPLES + 1) // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Fuzzing the recording readers: the firmware's `citynode.recording.Reader`
+"""Fuzzing the recording readers: the firmware's `citynode.board.recording.Reader`
 (with the replay behind it) and the host's `citynode replay` path, which
 reads `.gz` files through its own decompression. Random bytes, random JSON
 values and mutated good recordings must each be read, or refused with one
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citynode import replay as core_replay
-from citynode.recording import Reader, RecordingError
+from citynode.board import replay as core_replay
+from citynode.board.recording import Reader, RecordingError
 from host_tools.desk import replay
 from tests.fuzz_settings import EXAMPLES, fuzz, mutate, rngs, scratch_dir, value
 from tests.test_recording import GOOD, HEADER

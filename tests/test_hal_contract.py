@@ -5,12 +5,13 @@ have it, read from the source, so a new layer that lacks one fails here."""
 import ast
 import re
 
-from citynode.hal_esp32 import BoardHal
-from citynode.hal_sim import SimHal
+from citynode.board.hal_esp32 import BoardHal
+from citynode.board.hal_sim import SimHal
 from tests.conftest import ROOT
 
 LAYERS = (SimHal, BoardHal)
-CALLERS = (ROOT / "firmware" / "citynode" / "node.py", ROOT / "firmware" / "citynode" / "record.py")
+CALLERS = (ROOT / "firmware" / "citynode" / "board" / "node.py",
+           ROOT / "firmware" / "citynode" / "board" / "record.py")
 DOC = ROOT / "docs" / "hal.md"
 
 

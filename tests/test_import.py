@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from citynode.ranging import echo_to_mm, half_speed_q16, speed_mm_s
+from citynode.sense.ranging import echo_to_mm, half_speed_q16, speed_mm_s
 from host_tools import cli
 from host_tools.desk import importers, replay, score
 from tests.conftest import ROOT

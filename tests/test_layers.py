@@ -78,9 +78,9 @@ def test_no_module_imports_itself_through_others():
 def test_the_walk_sees_a_cycle_and_a_wrong_direction():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     edges = _graph()
-    assert "citynode.core" in edges["citynode.node"]
-    assert "citynode.nodeconfig" in edges["citynode.node"]
-    assert "citynode.replay" in edges["host_tools.desk.replay"]
+    assert "citynode.sense.core" in edges["citynode.board.node"]
+    assert "citynode.config" in edges["citynode.board.node"]
+    assert "citynode.board.replay" in edges["host_tools.desk.replay"]
 
 
 def _imports(f):

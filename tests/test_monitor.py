@@ -1,7 +1,7 @@
 """`citynode monitor` (host_tools/field/monitor.py, host_tools/field/fleet.py) against a
 real Mosquitto: the monitor runs as the command a user types, in a
 subprocess; test traffic comes from paho-mqtt, or from the node's own
-firmware (citynode.node on CPython) replaying a slice of the bundled
+firmware (citynode.board.node on CPython) replaying a slice of the bundled
 parking recording."""
 
 import io
@@ -302,7 +302,7 @@ def test_two_monitors_in_one_share_group_split_the_traffic(broker, pub):
 
 @pytest.fixture
 def parking_node(broker, tmp_path):
-    """The node's firmware (citynode.node.main on CPython) replaying a slice
+    """The node's firmware (citynode.board.node.main on CPython) replaying a slice
     of the parking day into the broker, then lingering connected."""
     rec = tmp_path / "rec.jsonl"
     info = replay.make_slice(ROOT / "recordings" / "parking-day.jsonl.gz", PARKING, rec)
@@ -312,7 +312,7 @@ def parking_node(broker, tmp_path):
            "hal": {"kind": "sim", "recording": str(rec), "speed": 0},
            "outbox_dir": str(tmp_path / "outbox"), "health_s": 300}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-c", "from citynode import node; node.main(%r)"
+    proc = subprocess.Popen([sys.executable, "-c", "from citynode.board import node; node.main(%r)"
                              % str(tmp_path / "config.json")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("citynode: recording done")

@@ -1,4 +1,4 @@
-"""citynode.mqtt against a real Mosquitto (host_tools/mosquitto.py), with a relay
+"""citynode.link.mqtt against a real Mosquitto (host_tools/mosquitto.py), with a relay
 that records and breaks connections, on CPython and inside MicroPython.
 Each guarantee of docs/mqtt.md has a test here."""
 
@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from citynode import mqtt, ticks
-from citynode.mqtt import MQTTClient, MQTTError
+from citynode import ticks
+from citynode.link import mqtt
+from citynode.link.mqtt import MQTTClient, MQTTError
 from host_tools import mpy
 from host_tools.mosquitto import HOST, Broker, free_port, make_pki
 from tests.conftest import ROOT

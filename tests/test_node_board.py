@@ -1,4 +1,4 @@
-"""The node on the board's hardware layer (citynode.hal_esp32), on the desk:
+"""The node on the board's hardware layer (citynode.board.hal_esp32), on the desk:
 the drivers on the pins a board profile gives, an emulated ESP32
 (host_tools.emulators.board: its parts, watchdog, Wi-Fi and NTP), a real
 Mosquitto and a paho-mqtt subscriber.
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from citynode.node import Node, check_config
+from citynode.board.node import Node, check_config
 from host_tools.emulators import bme280
 from host_tools.emulators.board import WDT_RESET, EmulatedBoard
 from host_tools.field import boards
@@ -58,7 +58,7 @@ def car_after(triggers):
 
 
 def run_node(cfg, board, samples):
-    from citynode.hal_esp32 import BoardHal
+    from citynode.board.hal_esp32 import BoardHal
 
     hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime,
                    time_ns=board.time_ns)
@@ -156,7 +156,7 @@ def test_a_miswired_i2c_bus_answers_nothing(tmp_path):
     cfg = config(1, "x", tmp_path, board="esp32s3-devkitc-1")  # the S3's I2C pins: 8/9
     board = EmulatedBoard(i2c_pins={"id": 0, "sda": 21, "scl": 22})  # the part is on 21/22
     board.attach(bme280.ADDRESS, bme280.BME280Device())
-    from citynode.hal_esp32 import BoardHal
+    from citynode.board.hal_esp32 import BoardHal
 
     hal = BoardHal(cfg, machine=board.machine, network=board.network, ntptime=board.ntptime,
                    time_ns=board.time_ns)
@@ -175,8 +175,8 @@ def test_duty_cycle_sleeps_between_readings_and_wakes_where_it_was(broker, tmp_p
     the core's state goes to RTC memory; each wake (a reset) restores it, so
     the stream goes on as from a node that never slept: seq without gaps,
     each alert raised once, health saying `deepsleep`."""
-    from citynode import node as node_mod
-    from citynode.hal_esp32 import BoardHal
+    from citynode.board import node as node_mod
+    from citynode.board.hal_esp32 import BoardHal
     from host_tools.emulators.board import DEEPSLEEP_RESET, DeepSleep
 
     monkeypatch.setattr(node_mod, "SLEEP_MIN_MS", 1000)
@@ -230,8 +230,7 @@ def test_a_clock_set_after_boot_moves_no_tick_and_stamps_the_next_payload(broker
     step of 26 years that NTP then makes moves no tick (no silence, no
     restart, the car's dwell goes on) while every later payload carries
     the right time."""
-    from citynode import hal_esp32
-
+    from citynode.board import hal_esp32
     monkeypatch.setattr(hal_esp32, "NTP_RETRY_MS", 300)
     site = unique("ntp")
     cfg = config(broker.port, site, tmp_path)

@@ -32,7 +32,7 @@ from tests.conftest import ROOT
 from tests.paho_subscriber import Subscriber, retained_status, unique
 from tests.test_mqtt import Relay, publishes
 
-MAX_PENDING = 32  # citynode.mqtt.MQTTClient's default in-flight table, which the node uses
+MAX_PENDING = 32  # citynode.link.mqtt.MQTTClient's default in-flight table, which the node uses
 STORM_H = (16.0, 17.6)  # a slice of the flood event: the water rises past watch, warning, danger
 MORNING_H = (0.0, 0.5)
 OUTAGE_S = 2.0

@@ -1,4 +1,4 @@
-"""The node's main loop (firmware/boot.py, main.py, citynode/node.py) on the
+"""The node's main loop (firmware/boot.py, main.py, citynode/board/node.py) on the
 virtual board, against a real Mosquitto.
 
 The flash holds exactly what would be copied to an ESP32: boot.py, main.py,
@@ -21,7 +21,7 @@ import tty
 import pytest
 
 from citynode import VERSION
-from citynode.node import check_config
+from citynode.board.node import check_config
 from host_tools import mpy
 from host_tools.desk import replay, synth
 from host_tools.desk.vboard import VirtualBoard
@@ -63,7 +63,7 @@ def make_flash(d, recording, config):
     fw = ROOT / "firmware"
     shutil.copy(fw / "boot.py", d / "boot.py")
     shutil.copy(fw / "main.py", d / "main.py")
-    shutil.copytree(fw / "citynode", d / "citynode", ignore=shutil.ignore_patterns("__pycache__", "examples"))
+    shutil.copytree(fw / "citynode", d / "citynode", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(recording, d / "rec.jsonl")
     if config is not None:
         (d / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
@@ -272,7 +272,7 @@ def test_bad_config_is_safe_mode_and_the_board_stays_reachable(broker, storm, tm
 def test_the_same_loop_on_cpython_paced_by_speed(broker, storm, tmp_path):
     """node.py on the desk: `speed` 250 paces 300 s of recording to about
     1.2 s of wall time, and the readings are the replay's first ones."""
-    from citynode.node import Node
+    from citynode.board.node import Node
 
     lines = storm.read_text().splitlines()
     header = json.loads(lines[0])
@@ -389,7 +389,7 @@ def test_health_after_a_silence_the_ticks_alias_comes_once_then_every_health_s(b
     alias the silence to half a day): health every 120 s in each, one at
     once after the silence, never a burst for the missed periods; the
     readings are the replay's, gap events included."""
-    from citynode.node import Node
+    from citynode.board.node import Node
 
     lines = storm.read_text().splitlines()
     header = json.loads(lines[0])

@@ -3,10 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citynode.filters import Dwell
-from citynode.flood import WaterLevel
-from citynode.occupancy import MagneticBay, UltrasonicBay
-from citynode.ranging import Ranger
+from citynode.sense.flood import WaterLevel
+from citynode.sense.occupancy import Dwell, MagneticBay, UltrasonicBay
+from citynode.sense.ranging import Ranger
 from tests.core.helpers import Q16_20C, echo_for_mm
 
 MOUNT = 3500

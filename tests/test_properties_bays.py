@@ -5,7 +5,7 @@ restarts mixed in, and their state stays a few small ints."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citynode.occupancy import MagneticBay, UltrasonicBay
+from citynode.sense.occupancy import MagneticBay, UltrasonicBay
 
 WILD = st.one_of(st.integers(-(1 << 31), 1 << 31), st.integers(-(1 << 64), 1 << 64), st.integers(-3000, 3000))
 TICK = st.one_of(st.integers(0, 3000), st.integers(-(1 << 31), 1 << 31),

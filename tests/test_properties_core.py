@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citynode import ticks
-from citynode.core import Core
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from tests.core.helpers import Collect
 

@@ -1,4 +1,4 @@
-"""Properties of the flood level (citynode.flood.WaterLevel) for any input,
+"""Properties of the flood level (citynode.sense.flood.WaterLevel) for any input,
 checked with hypothesis: it never raises on a number, and it never holds a
 level longer than the obstruction limit while the readings agree."""
 
@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citynode import ticks
-from citynode.flood import ABOVE_MAX, ALERT_NAMES, LONG_MS, MODE_NAMES, WaterLevel, elapsed
-from citynode.ranging import FAULT_NAMES, NO_ECHO
+from citynode.sense.flood import ABOVE_MAX, ALERT_NAMES, LONG_MS, MODE_NAMES, WaterLevel, elapsed
+from citynode.sense.ranging import FAULT_NAMES, NO_ECHO
 
 # any tick step: negative, zero, ms, minutes, days, past the 2**30 wrap
 gaps = st.one_of(st.integers(-(1 << 31), 1 << 31), st.integers(0, 120000),

@@ -599,7 +599,8 @@ def fleet(broker, tmp_path_factory):
 
         go("first", *ports)
         go("second", *ports)
-        (d / "flash-park-1" / "citynode" / "node.py").write_text("raise ImportError('a stale copy')\n")
+        stale = d / "flash-park-1" / "citynode" / "board" / "node.py"
+        stale.write_text("raise ImportError('a stale copy')\n")
         inv.write_text(INVENTORY.replace("3500", "3400"))
         go("changed", *ports)
         go("wrong-port", *ports[:4], "--port", "park-2=/dev/pts/99999")
@@ -625,7 +626,8 @@ def test_three_boards_are_provisioned_and_come_online(fleet):
     site = sites.load_site(fleet["site"])
     for board in fleet["boards"].values():
         flash = board.flash_dir
-        assert (flash / "citynode" / "node.mpy").is_file() and not (flash / "citynode" / "node.py").exists()
+        node = flash / "citynode" / "board"
+        assert (node / "node.mpy").is_file() and not (node / "node.py").exists()
         assert (flash / "boot.py").read_bytes() == (ROOT / "firmware" / "boot.py").read_bytes()
         assert not (flash / "config.json.new").exists()
     rows = {r.node: r for r in sites.load_inventory(fleet["inv"], site)}
@@ -650,9 +652,9 @@ def test_only_what_changed_is_uploaded_and_stale_files_go(fleet):
     assert changed.returncode == 0, changed.stdout + changed.stderr
     got = _summary(changed.stdout)
     assert {n: u for n, (u, _r) in got.items()} == {"park-1": 0, "street-1": 1, "park-2": 0}
-    assert "park-1: removing 1 stale file: /citynode/node.py" in changed.stdout
+    assert "park-1: removing 1 stale file: /citynode/board/node.py" in changed.stdout
     assert "park-1: uploading" not in changed.stdout and "street-1: uploading 1 file (" in changed.stdout
-    assert not (fleet["boards"]["park-1"].flash_dir / "citynode" / "node.py").exists()
+    assert not (fleet["boards"]["park-1"].flash_dir / "citynode" / "board" / "node.py").exists()
     cfg = json.loads((fleet["boards"]["street-1"].flash_dir / "config.json").read_text())
     assert cfg["sensors"][0]["mount_mm"] == 3400
 

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from citynode.record import MARK
-from citynode.recording import Reader
+from citynode.board.record import MARK
+from citynode.board.recording import Reader
 from host_tools import cli, mpy
 from host_tools.desk import demo, replay
 from host_tools.desk.vboard import VirtualBoard
@@ -269,7 +269,7 @@ def test_record_mode_fits_a_small_heap(bench, tmp_path):
     shutil.copy(src, tmp_path / "rec.jsonl")
     (tmp_path / "config.json").write_text(json.dumps(_config(header, "rec.jsonl", 0)))
     p = subprocess.run([mpy.micropython_binary(), "-X", "heapsize=" + RECORD_HEAP, "-c",
-                        "import citynode.record as r; r.main('config.json')"], cwd=tmp_path,
+                        "import citynode.board.record as r; r.main('config.json')"], cwd=tmp_path,
                        env=dict(os.environ, MICROPYPATH=str(lib)), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=60, check=False)
     lines = [json.loads(line[len(MARK):]) for line in p.stdout.splitlines() if line.startswith(MARK)]

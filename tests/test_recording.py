@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from citynode.recording import Reader, RecordingError
+from citynode.board.recording import Reader, RecordingError
 from host_tools import cli
 from host_tools.desk import replay
 

@@ -1,9 +1,9 @@
 """The JSON Schemas in docs/schemas/ against what the node really puts on
 the wire.
 
-The bundled recordings are replayed through the core (`citynode.replay`,
-which builds `citynode.core.Core` on the simulated hardware layer) into the
-real `citynode.publisher.Publisher`, with an outbox in a temporary folder
+The bundled recordings are replayed through the core (`citynode.board.replay`,
+which builds `citynode.sense.core.Core` on the simulated hardware layer) into the
+real `citynode.link.publisher.Publisher`, with an outbox in a temporary folder
 and a fake MQTT client that is connected, takes every publish and records
 `(topic, payload bytes, qos, retain)`. Every recorded payload is then
 validated against the schema its topic suffix selects.
@@ -27,9 +27,9 @@ import pytest
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from citynode import replay as core_replay
-from citynode.outbox import Outbox
-from citynode.publisher import Publisher
+from citynode.board import replay as core_replay
+from citynode.link.outbox import Outbox
+from citynode.link.publisher import Publisher
 from host_tools.desk import rawbus
 from host_tools.emulators.replay import parts
 from tests.conftest import BUNDLED, ROOT, bundled
@@ -92,7 +92,7 @@ def schema_for(topic):
 
 
 class RecordingClient:
-    """Enough of `citynode.mqtt.MQTTClient` for the publisher: always
+    """Enough of `citynode.link.mqtt.MQTTClient` for the publisher: always
     connected, never full, and keeps what would go on the wire."""
 
     connected = True

@@ -8,8 +8,8 @@ import types
 import pytest
 
 from citynode import sensors
+from citynode.board.recording import Reader, RecordingError
 from citynode.config import check_sensor
-from citynode.recording import Reader, RecordingError
 
 DECLARED = ("NAME", "PARAMS", "POSITIVE", "DRIVER", "DRIVERS", "RANGED", "TOPIC", "SAMPLE", "TRUTH", "PART")
 

@@ -8,8 +8,8 @@ import json
 import struct
 
 from citynode import ticks
-from citynode.core import Core
-from citynode.occupancy import MagneticBay
+from citynode.sense.core import Core
+from citynode.sense.occupancy import MagneticBay
 from citynode.ticks import Clock
 from tests.conftest import BUNDLED, bundled
 

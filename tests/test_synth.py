@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from citynode.recording import Reader
+from citynode.board.recording import Reader
 from host_tools import cli
 from host_tools.desk import physics, synth
 from tests.conftest import BUNDLED, bundled

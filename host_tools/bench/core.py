@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from citynode import replay as core_replay
-from citynode.recording import Reader, RecordingError
+from citynode.board import replay as core_replay
+from citynode.board.recording import Reader, RecordingError
 from host_tools import mpy
 from host_tools.desk import importers, replay, score, synth
 from host_tools.paths import ROOT

@@ -16,12 +16,11 @@ import sys
 def main(path):
     gc.collect()
     base = gc.mem_alloc()
-    from citynode import core  # noqa: F401 - imports every core module
+    from citynode.sense import core  # noqa: F401 - imports every core module
 
     gc.collect()
     core_code = gc.mem_alloc() - base
-    from citynode import replay
-
+    from citynode.board import replay
     gc.collect()
     sim_code = gc.mem_alloc() - base - core_code
     floor = base + core_code + sim_code
@@ -41,7 +40,7 @@ def main(path):
 
     # The same file merely read, with the same collections: what the reader's
     # buffers and records hold at their peak, so the core's share is the rest.
-    from citynode.recording import Reader
+    from citynode.board.recording import Reader
 
     gc.collect()
     peak[0] = gc.mem_alloc()

@@ -2,16 +2,16 @@
 not pass/fail; targets in brackets).
 
 - QoS 1 publish rate (messages/s, each acknowledged by a real Mosquitto on
-  loopback) of citynode.mqtt.MQTTClient on MicroPython (the client compiled
+  loopback) of citynode.link.mqtt.MQTTClient on MicroPython (the client compiled
   with mpy-cross) and on CPython, best of a few rounds, a typical water
   reading as payload (host_tools/bench/node_mp.py);
 - the smallest MicroPython heap (-X heapsize, bisected) at which the whole
-  node (citynode.node.Node: core, MQTT client, outbox, publisher, compiled
+  node (citynode.board.node.Node: core, MQTT client, outbox, publisher, compiled
   with mpy-cross) runs a slice of the flood event into Mosquitto, unpaced,
   and ends with everything acknowledged;
 - bytes on the wire per published reading: the average MQTT PUBLISH packet
   (fixed header, topic, packet id, payload) per topic kind, from replays
-  of the bundled recordings through citynode.publisher.
+  of the bundled recordings through citynode.link.publisher.
 
     python -m host_tools.bench.node
 
@@ -27,8 +27,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from citynode import replay as core_replay
-from citynode.publisher import Publisher
+from citynode.board import replay as core_replay
+from citynode.link.publisher import Publisher
 from host_tools import mpy
 from host_tools.bench import node_mp as bench_node_mp
 from host_tools.mosquitto import HOST, MOSQUITTO, Broker
@@ -49,7 +49,7 @@ CONFIRM_RUNS = 3
 # exits 0 once the recording is done and every message acknowledged.
 NODE_SCRIPT = """\
 import json, sys
-from citynode.node import Node, load_config
+from citynode.board.node import Node, load_config
 n = Node(load_config(sys.argv[1]))
 done = n.run()
 n.client.disconnect()

@@ -1,4 +1,4 @@
-"""QoS 1 publish rate of citynode.mqtt.MQTTClient; runs under MicroPython
+"""QoS 1 publish rate of citynode.link.mqtt.MQTTClient; runs under MicroPython
 and CPython alike (host_tools/bench/node.py starts it).
 
     micropython bench_node_mp.py PORT CLIENT_ID TOPIC PAYLOAD COUNT WINDOW ROUNDS
@@ -13,7 +13,7 @@ Exits 1 if the connection fails or a round takes longer than 60 s.
 import json
 import sys
 
-from citynode.mqtt import MQTTClient
+from citynode.link.mqtt import MQTTClient
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms

@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from citynode.mqtt import MQTTClient
+from citynode.link.mqtt import MQTTClient
 from host_tools.desk import replay, report
 from host_tools.desk.vboard import VirtualBoard
 from host_tools.field import fleet
@@ -201,7 +201,7 @@ def stage_firmware(dst):
     """The citynode package as it goes to a board: sources only."""
     if dst.exists():
         shutil.rmtree(dst)
-    skip = shutil.ignore_patterns("__pycache__", "examples", "*.pyc")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(FIRMWARE / "citynode", dst, ignore=skip)
     return dst
 

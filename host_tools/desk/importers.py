@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from citynode.ranging import RANGERS, half_speed_q16, speed_mm_s
-from citynode.recording import FORMAT
+from citynode.board.recording import FORMAT
+from citynode.sense.ranging import RANGERS, half_speed_q16, speed_mm_s
 from host_tools import tomlfile
 from host_tools.desk.score import _Truth
 from host_tools.desk.synth import _bme, _Recording, _smooth

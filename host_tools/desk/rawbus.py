@@ -15,8 +15,8 @@ import gzip
 import json
 import struct
 
+from citynode.board.recording import Reader
 from citynode.drivers.bme280 import BME280, env_sample
-from citynode.recording import Reader
 from host_tools.emulators import bme280 as bme280_emu
 from host_tools.emulators.i2c import I2CBus
 

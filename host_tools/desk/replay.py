@@ -1,7 +1,7 @@
 """Replay a recording through the firmware core, on CPython or inside the
 real MicroPython interpreter, and score it against the recording's truth.
 
-Both runtimes run the same `citynode.replay` module from `firmware/`
+Both runtimes run the same `citynode.board.replay` module from `firmware/`
 (with the desk's emulated parts handed in, host_tools.emulators.replay); the
 MicroPython one runs as a subprocess with its heap capped like an ESP32's
 and its messages read back as JSON lines. Like provisioning a board, the
@@ -17,13 +17,14 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from citynode import replay as core_replay
-from citynode.recording import MAX_LINE, READ_ERROR, Reader, RecordingError
+import citynode
+from citynode.board import replay as core_replay
+from citynode.board.recording import MAX_LINE, READ_ERROR, Reader, RecordingError
 from host_tools import mpy
 from host_tools.desk import score
 from host_tools.emulators.replay import parts
 
-FIRMWARE_DIR = Path(core_replay.__file__).resolve().parent.parent
+FIRMWARE_DIR = Path(citynode.__file__).resolve().parent.parent  # the folder holding the package
 DEFAULT_HEAP = "96K"  # the free heap of an ESP32 without PSRAM, after boot
 RUNTIMES = ("cpython", "micropython")
 
@@ -241,7 +242,7 @@ def _entry(path):
     the desk's emulated parts handed in, which costs the heap the parts take."""
     with open(path, "rb") as f:
         head = f.readline(MAX_LINE + 1)
-    return "host_tools.emulators.replay" if b'"bus"' in head else "citynode.replay"
+    return "host_tools.emulators.replay" if b'"bus"' in head else "citynode.board.replay"
 
 
 def plain_copy(path, dst):

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from citynode import sensors as registry
-from citynode.flood import ALERT_NAMES as ALERT_LEVELS
-from citynode.flood import WaterLevel
+from citynode.sense.flood import ALERT_NAMES as ALERT_LEVELS
+from citynode.sense.flood import WaterLevel
 from host_tools.desk.score import (
     F1_TARGET,
     FROZEN_MM,

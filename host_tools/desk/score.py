@@ -34,7 +34,7 @@ import statistics
 
 from citynode import sensors as registry
 from citynode import ticks
-from citynode.flood import ABOVE_MAX, ALERT_NAMES, WaterLevel
+from citynode.sense.flood import ABOVE_MAX, ALERT_NAMES, WaterLevel
 
 # What the sensing core is held to (the report marks each figure against these).
 F1_TARGET = 0.99

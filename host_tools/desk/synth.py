@@ -35,7 +35,7 @@ import json
 import math
 import random
 
-from citynode.recording import MAX_START
+from citynode.board.recording import MAX_START
 from host_tools.desk import physics
 
 FORMAT = "citynode-recording"

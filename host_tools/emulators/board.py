@@ -1,5 +1,5 @@
 """An ESP32 on the desk: the `machine`, `network` and `ntptime` modules the
-board's hardware layer (citynode.hal_esp32) uses, over emulated parts.
+board's hardware layer (citynode.board.hal_esp32) uses, over emulated parts.
 
     b = EmulatedBoard(i2c_pins={"sda": 21, "scl": 22})
     sonar = b.add_ranger(trig=5, echo=18, echoes=lambda i: 8746)

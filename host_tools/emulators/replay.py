@@ -9,11 +9,11 @@ parts are imported only when the recording has them.
 
 import sys
 
-from citynode import replay
+from citynode.board import replay
 
 
 def parts(bus):
-    """The emulated parts for a header's `bus` (citynode.hal_sim)."""
+    """The emulated parts for a header's `bus` (citynode.board.hal_sim)."""
     from host_tools.emulators.bench import Bench
 
     return Bench(bus)

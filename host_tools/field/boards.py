@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citynode import sensors as registry
-from citynode.nodeconfig import ETHERNET_PHYS
+from citynode.config import ETHERNET_PHYS
 from host_tools import tomlfile
 from host_tools.paths import BOARDS
 

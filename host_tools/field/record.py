@@ -4,7 +4,7 @@ with the ground truth a technician types while it runs.
     from host_tools.field import record
     summary = record.record("/dev/ttyUSB0", "bench.jsonl", duration_s=600, note="bay 3, ruler at kerb")
 
-The board runs its record mode (firmware/citynode/record.py), started over
+The board runs its record mode (firmware/citynode/board/record.py), started over
 the raw REPL (host_tools.field.transport's stream): one marked JSON line per
 raw sample. Each sample becomes a record of the file as it comes, written
 and flushed at once, so whatever stops the capture (the end of the board's
@@ -31,11 +31,11 @@ from pathlib import Path
 
 from citynode import sensors as registry
 from citynode import ticks
-from citynode.record import ASK, MARK
-from citynode.recording import FORMAT, Reader, RecordingError
+from citynode.board.record import ASK, MARK
+from citynode.board.recording import FORMAT, Reader, RecordingError
 from host_tools.field.transport import Board, BoardError
 
-RECORD_CODE = "import citynode.record\ncitynode.record.main()\n"
+RECORD_CODE = "import citynode.board.record\ncitynode.board.record.main()\n"
 BOARD_TIMEOUT_S = 10  # for the raw REPL, and then for the board's first line
 STOP_TIMEOUT_S = 5  # after a Ctrl-C, for the board's last line (then one more Ctrl-C, then give up)
 FSYNC_S = 1.0  # at most this long between two fsyncs of the file: what a power cut may cost

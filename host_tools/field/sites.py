@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from citynode import sensors
-from citynode.config import _ID_CHARS, check_sensor
-from citynode.node import check_broker, check_config
-from citynode.nodeconfig import DEFAULTS
-from citynode.recording import RecordingError
+from citynode.board.node import check_broker, check_config
+from citynode.board.recording import RecordingError
+from citynode.config import _ID_CHARS, DEFAULTS, check_sensor
 from host_tools import tomlfile
 from host_tools.desk import replay
 from host_tools.field import boards

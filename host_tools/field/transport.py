@@ -6,7 +6,7 @@ provisioning) do to a board goes through `Board`.
     info = board.probe(["/boot.py", "/config.json"], ["/citynode"])
     board.put({"/main.py": Path("firmware/main.py")}, ["/main.py"])
     board.soft_reset(b"citynode boot")
-    stream = board.stream("import citynode.record\\ncitynode.record.main()\\n")
+    stream = board.stream("import citynode.board.record\\ncitynode.board.record.main()\\n")
 
 `run`, `probe` and `put` drive the real mpremote (its chained commands, in
 one connection); `stream` runs code in the raw REPL through mpremote's

@@ -3,7 +3,7 @@
 import binascii
 import os
 
-from citynode.ranging import half_speed_q16, speed_mm_s
+from citynode.sense.ranging import half_speed_q16, speed_mm_s
 
 Q16_20C = half_speed_q16(speed_mm_s(2000))
 

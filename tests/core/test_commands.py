@@ -2,9 +2,9 @@ import binascii
 import json
 import os
 
-from citynode.commands import Commands
 from citynode.config import check_sensors
-from citynode.core import Core
+from citynode.link.commands import Commands
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from tests.core.helpers import Collect, echo_for_mm, exists, fresh_path, remove_files
 

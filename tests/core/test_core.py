@@ -1,6 +1,6 @@
 from citynode.config import check_sensors
-from citynode.core import Core
-from citynode.ranging import half_speed_q16, speed_mm_s
+from citynode.sense.core import Core
+from citynode.sense.ranging import half_speed_q16, speed_mm_s
 from citynode.ticks import MASK, Clock, add
 from tests.core.helpers import Collect, echo_for_mm
 

@@ -1,6 +1,6 @@
-"""Home Assistant discovery configs (citynode.discovery) for each sensor type."""
+"""Home Assistant discovery configs (citynode.link.discovery) for each sensor type."""
 
-from citynode.discovery import configs
+from citynode.link.discovery import configs
 
 CFG = {"site": "river", "node": "st-1", "sensors": [
     {"id": "street", "type": "water"}, {"id": "b1", "type": "bay_magnetic"}, {"id": "env", "type": "env"}]}

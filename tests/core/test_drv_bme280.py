@@ -1,8 +1,8 @@
 """The BME280 through Adafruit's own driver (adafruit-circuitpython-bme280),
 behind citynode's busio shim and an emulated part."""
 
-from citynode.core import Core
 from citynode.drivers.bme280 import BME280, BusioI2C
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from host_tools.emulators.bme280 import ADDRESS, BME280Device
 from host_tools.emulators.i2c import I2CBus

@@ -1,9 +1,9 @@
 """HC-SR04 / JSN-SR04T (mode 0) driver against the echo-pulse emulator.
 MicroPython-compatible: plain functions and asserts."""
 
-from citynode import ranging
 from citynode.drivers.hcsr04 import HCSR04
-from citynode.ranging import Ranger, half_speed_q16, speed_mm_s
+from citynode.sense import ranging
+from citynode.sense.ranging import Ranger, half_speed_q16, speed_mm_s
 from host_tools.emulators.echo import EchoSource, TriggerPin, time_pulse_us
 from tests.core.helpers import echo_for_mm
 

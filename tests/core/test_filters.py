@@ -1,4 +1,5 @@
-from citynode.filters import Dwell, FaultWatch, Stuck, follow, smooth
+from citynode.sense.filters import FaultWatch, Stuck, follow
+from citynode.sense.occupancy import Dwell, smooth
 
 
 def test_follow_closes_most_of_the_gap_in_a_few_time_constants():

@@ -1,6 +1,7 @@
-from citynode import ranging, ticks
+from citynode import ticks
 from citynode.config import check_sensor
-from citynode.flood import ABOVE_MAX, ALERT_NAMES, CLEAR, OBSTRUCTED, PENDING, WaterLevel
+from citynode.sense import ranging
+from citynode.sense.flood import ABOVE_MAX, ALERT_NAMES, CLEAR, OBSTRUCTED, PENDING, WaterLevel
 
 MOUNT = 3500
 

@@ -1,5 +1,5 @@
-from citynode import ranging
-from citynode.occupancy import MagneticBay, UltrasonicBay
+from citynode.sense import ranging
+from citynode.sense.occupancy import MagneticBay, UltrasonicBay
 
 FLOOR = 2600
 

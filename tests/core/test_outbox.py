@@ -1,8 +1,8 @@
 import os
 import random
 
-from citynode import outbox
-from citynode.outbox import Outbox
+from citynode.link import outbox
+from citynode.link.outbox import Outbox
 from tests.core.helpers import TempFolder
 
 

@@ -1,12 +1,12 @@
-"""citynode.publisher with a fake MQTT client and a real outbox in /tmp.
+"""citynode.link.publisher with a fake MQTT client and a real outbox in /tmp.
 Plain test functions in the subset MicroPython shares with CPython, so
 tests/mp_runner.py runs them inside MicroPython too."""
 
 import json
 
-from citynode.core import Core
-from citynode.outbox import Outbox, decode, encode
-from citynode.publisher import Publisher, retained
+from citynode.link.outbox import Outbox, decode, encode
+from citynode.link.publisher import Publisher, retained
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from tests.core.helpers import TempFolder, echo_for_mm
 
@@ -16,7 +16,7 @@ PREFIX = "citynode/s1/n7/"
 TS = 1783987200
 
 class FakeClient:
-    """Enough of citynode.mqtt.MQTTClient for the publisher: a connected
+    """Enough of citynode.link.mqtt.MQTTClient for the publisher: a connected
     flag, an in-flight table that fills until `ack()` (which calls
     `on_puback` for each), a record of every publish, and a switch to
     refuse publishes outright."""

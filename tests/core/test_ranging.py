@@ -1,5 +1,5 @@
-from citynode import ranging
-from citynode.ranging import Ranger
+from citynode.sense import ranging
+from citynode.sense.ranging import Ranger
 from tests.core.helpers import Q16_20C, echo_for_mm
 
 

@@ -1,11 +1,11 @@
-"""The core's state across deep sleep (citynode.state): a core snapshotted
+"""The core's state across deep sleep (citynode.board.state): a core snapshotted
 to JSON and restored into a fresh one from the same config carries on
 exactly as one that never slept. Runs under CPython and MicroPython."""
 
 import json
 
-from citynode.core import Core
-from citynode.state import restore, snapshot
+from citynode.board.state import restore, snapshot
+from citynode.sense.core import Core
 from citynode.ticks import Clock
 from tests.core.helpers import Collect, echo_for_mm
 

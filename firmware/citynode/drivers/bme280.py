@@ -15,7 +15,7 @@ answer), `out_of_range` (a value no working part reports),
 import sys
 
 from citynode.drivers import DriverError
-from citynode.filters import Stuck
+from citynode.sense.filters import Stuck
 
 ADDRESS = 0x77
 STUCK_AFTER = 60  # identical readings in a row: a working part's noise moves its last digits

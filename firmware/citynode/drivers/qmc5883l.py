@@ -24,7 +24,7 @@ Runs unchanged under MicroPython and CPython.
 import struct
 
 from citynode.drivers import DriverError, const, sleep_ms
-from citynode.filters import Stuck
+from citynode.sense.filters import Stuck
 
 _ADDRESS = const(0x0D)
 _CHIP_ID = const(0xFF)

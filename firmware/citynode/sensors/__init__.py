@@ -9,13 +9,13 @@ desk's tools read it from here.
     PARAMS    every field an entry of this type may carry
     POSITIVE  the fields that must be above 0 (they divide or schedule)
     DRIVER    the default driver; DRIVERS: every driver that can serve it
-    RANGED    True when read as distances (citynode.ranging)
+    RANGED    True when read as distances (citynode.sense.ranging)
     TOPIC     what it publishes: "bay" (bay/<id>), "water" or "env"
     SAMPLE    the shape of its samples in a recording: "range", "mag", "air"
     TRUTH     the field of its ground truth in a recording, or None
     PART      the part whose raw bus values a recording may carry, or None
 
-The logic core (citynode.core) builds each type's detector and feeds it
+The logic core (citynode.sense.core) builds each type's detector and feeds it
 itself, without loading these modules: on the replay of the flood they
 would add about 3 KB to the core's 32 KB heap budget.
 

@@ -1,4 +1,4 @@
-"""A parking bay over an in-ground magnetometer (citynode.occupancy.MagneticBay):
+"""A parking bay over an in-ground magnetometer (citynode.sense.occupancy.MagneticBay):
 the car's steel bends the earth's field; raw counts of three axes."""
 
 from citynode.sensors import BAY, BAY_POSITIVE, COMMON

@@ -1,8 +1,8 @@
 """A parking bay under an ultrasonic sensor on the ceiling or a pole
-(citynode.occupancy.UltrasonicBay): a burst of pings, reduced to one
+(citynode.sense.occupancy.UltrasonicBay): a burst of pings, reduced to one
 distance, against the empty bay's."""
 
-from citynode.ranging import RANGERS
+from citynode.sense.ranging import RANGERS
 from citynode.sensors import BAY, BAY_POSITIVE, COMMON
 
 NAME = "bay_ultrasonic"

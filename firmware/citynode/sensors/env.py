@@ -1,5 +1,5 @@
 """The air (BME280): temperature, humidity and pressure, checked for
-plausibility (citynode.air.AirCheck); a good reading sets the speed of
+plausibility (citynode.sense.air.AirCheck); a good reading sets the speed of
 sound for every ultrasonic sensor of the node."""
 
 from citynode.sensors import COMMON

@@ -1,8 +1,8 @@
 """Water over a street, from a downward ultrasonic sensor
-(citynode.flood.WaterLevel): the level, its rate, alerts; the detector
+(citynode.sense.flood.WaterLevel): the level, its rate, alerts; the detector
 schedules its own readings (fast while the water moves)."""
 
-from citynode.ranging import RANGERS
+from citynode.sense.ranging import RANGERS
 from citynode.sensors import COMMON
 
 NAME = "water"

@@ -36,7 +36,7 @@ unless given: the desk passes emulated ones (host_tools.emulators.board).
 import time
 
 from citynode import ticks
-from citynode.ranging import RANGERS
+from citynode.sense.ranging import RANGERS
 from citynode.sensors import get as type_module
 from citynode.storage import write_atomic
 

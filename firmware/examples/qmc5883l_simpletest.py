@@ -1,7 +1,7 @@
 """Bench check of a QMC5883L on an ESP32: prints the field once a second.
 
     mpremote cp -r firmware/citynode :           # once: the driver on the board
-    mpremote run firmware/citynode/examples/qmc5883l_simpletest.py
+    mpremote run firmware/examples/qmc5883l_simpletest.py
 
 Bring a magnet or a steel tool near the part: the counts should move by
 hundreds or thousands, and jitter by a few counts even when nothing moves.

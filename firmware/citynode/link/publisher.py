@@ -40,7 +40,7 @@ What can still be lost:
 import json
 
 from citynode import topic_prefix
-from citynode.outbox import decode, encode
+from citynode.link.outbox import decode, encode
 
 
 def retained(suffix):
@@ -55,8 +55,8 @@ def _suffix(topic):
 
 
 class Publisher:
-    """Publishes the core's messages through `client` (a `citynode.mqtt`
-    client), keeping each in `outbox` (a `citynode.outbox.Outbox`) until
+    """Publishes the core's messages through `client` (a `citynode.link.mqtt`
+    client), keeping each in `outbox` (a `citynode.link.outbox.Outbox`) until
     the broker has acknowledged it. `publish()` and `service()` hand at
     most `budget` stored messages to the client per call.
 

@@ -18,7 +18,7 @@ methods the snapshot skipped stays whole), a list becomes a tuple where
 the fresh object holds a tuple.
 
 Ticks in the state stay valid across the sleep only where the hardware
-layer's ticks run through it (citynode.hal_esp32 takes them from the RTC).
+layer's ticks run through it (citynode.board.hal_esp32 takes them from the RTC).
 """
 
 SKIP = ("events", "clock", "_publish", "types")

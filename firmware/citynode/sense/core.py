@@ -27,10 +27,11 @@ sensor, when the whole node was) restarts (`restart(t)`) and the sensor
 gets a `gap` event, and every sensor is read again at once.
 """
 
-from citynode import payloads, ticks
-from citynode.air import AirCheck
-from citynode.flood import WaterLevel
-from citynode.ranging import FAULT_NAMES, RANGERS, Ranger, half_speed_q16, speed_mm_s
+from citynode import ticks
+from citynode.sense import payloads
+from citynode.sense.air import AirCheck
+from citynode.sense.flood import WaterLevel
+from citynode.sense.ranging import FAULT_NAMES, RANGERS, Ranger, half_speed_q16, speed_mm_s
 
 _DEFAULT_PERIOD_S = {"bay_ultrasonic": 1, "bay_magnetic": 1, "env": 60}
 SLACK_MS = 250  # a reading this much early still counts as on time
@@ -82,12 +83,12 @@ class Core:
             limits = RANGERS[s.get("driver", "hc-sr04")]
             self.rangers[sid] = Ranger(limits[0], limits[1], limits[2], s.get("tolerance_mm", 25))
         if kind == "bay_ultrasonic":
-            from citynode.occupancy import UltrasonicBay  # only a parking node needs the bay code
+            from citynode.sense.occupancy import UltrasonicBay  # only a parking node needs the bay code
 
             self.detectors[sid] = UltrasonicBay(sid, self.events, s)
             self._feeders[sid] = self._feed_ultrasonic_bay
         elif kind == "bay_magnetic":
-            from citynode.occupancy import MagneticBay
+            from citynode.sense.occupancy import MagneticBay
 
             self.detectors[sid] = MagneticBay(sid, self.events, s)
             self._feeders[sid] = self._feed_magnetic_bay
@@ -222,7 +223,7 @@ class Core:
         return None
 
     def _feed_env(self, sid, t, sample):
-        """A plausible BME280 reading (citynode.air) sets the speed of sound
+        """A plausible BME280 reading (citynode.sense.air) sets the speed of sound
         for every ultrasonic sensor; while the part fails or reads
         implausibly, the last good reading stays in use. It is read every
         `period_s`, or with every water burst if those come sooner, and

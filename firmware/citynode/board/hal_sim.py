@@ -16,12 +16,12 @@ the header's `bus` and returning something with `sid in it` and
 firmware never imports the desk's code.
 
 It keeps the hardware-layer contract (docs/hal.md) without deep sleep:
-the node's main loop (citynode.node) takes it like the board's layer
-(citynode.hal_esp32).
+the node's main loop (citynode.board.node) takes it like the board's layer
+(citynode.board.hal_esp32).
 """
 
 from citynode import ticks
-from citynode.core import SLACK_MS
+from citynode.sense.core import SLACK_MS
 
 
 class SimHal:

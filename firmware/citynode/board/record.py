@@ -1,8 +1,8 @@
 """Record mode: every sensor's raw samples on the console, for `citynode
 record` on the host (docs/recording.md).
 
-    import citynode.record
-    citynode.record.main()       # started over the raw REPL; a Ctrl-C stops it
+    import citynode.board.record
+    citynode.board.record.main()       # started over the raw REPL; a Ctrl-C stops it
 
 It builds the hardware layer from /config.json as the node does
 (`node.load_config`, `node.check_config`, `node.make_hal`), reads every
@@ -32,9 +32,9 @@ import json
 import select
 import sys
 
-from citynode import VERSION, ticks
-from citynode.core import Core
-from citynode.node import CONFIG_PATH, check_config, forget, load_config, make_hal
+from citynode import VERSION, forget, ticks
+from citynode.board.node import CONFIG_PATH, check_config, load_config, make_hal
+from citynode.sense.core import Core
 
 MARK = "#rec "
 ASK = "?"  # a byte from the host: "which tick is it now?" (a ground-truth note to stamp)
@@ -153,7 +153,7 @@ def main(path=CONFIG_PATH):
     try:
         cfg = load_config(path)
         check_config(cfg)
-        forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go, as the node's
+        forget("citynode.config")  # checked: the checks can go, as the node's
         hal = make_hal(cfg)
     except Exception as e:  # noqa: BLE001 - one line for the host, whatever it is
         emit({"error": str(e) if isinstance(e, ValueError) else "%s: %s" % (type(e).__name__, e)})

@@ -2,7 +2,7 @@
 mode) on an ESP32: prints the distance once a second.
 
     mpremote cp -r firmware/citynode :           # once: the driver on the board
-    mpremote run firmware/citynode/examples/a02yyuw_simpletest.py
+    mpremote run firmware/examples/a02yyuw_simpletest.py
 
 Point the sensor at a wall and move it: the distance should follow within a
 centimetre or so. "-" is a reading where the part saw nothing in range. Stop

@@ -54,8 +54,8 @@ burst, and after `slow_s` (60 s) when dry and steady.
 """
 
 from citynode import ticks
-from citynode.filters import FaultWatch, follow
-from citynode.ranging import FAULT_NAMES
+from citynode.sense.filters import FaultWatch, follow
+from citynode.sense.ranging import FAULT_NAMES
 
 ALERT_NAMES = ("normal", "watch", "warning", "danger")
 

@@ -98,7 +98,7 @@ def _set(plan):
 
 
 class Commands:
-    """Remote commands for `core` (a `citynode.core.Core`), with settings
+    """Remote commands for `core` (a `citynode.sense.core.Core`), with settings
     stored in the file `store_path`. `handle()` never raises for anything a
     sender can put in a command; `reboot_requested` turns True when a reboot
     was asked for."""

@@ -1,7 +1,7 @@
 """The node's main loop: config, hardware layer, core, publisher, broker,
 remote commands.
 
-    from citynode import node
+    from citynode.board import node
     node.main()                  # what main.py does at power-up
 
 `main()` reads `/config.json`, checks it, builds a `Node` and runs it; a
@@ -14,7 +14,7 @@ format, the loop, commands and the health payload.
 The hardware layer (`hal.kind`) is either "sim" (samples from a recording
 on the flash, paced by its own timestamps: the virtual board) or "esp32"
 (the drivers on the board's pins, read when the core says they are due,
-with a watchdog, the network and NTP: citynode.hal_esp32). Both hand the
+with a watchdog, the network and NTP: citynode.board.hal_esp32). Both hand the
 loop `(sensor, tick, sample)`; everything else is the same code. Runs under
 MicroPython (the board, the virtual board) and CPython (the desk).
 """
@@ -22,11 +22,10 @@ MicroPython (the board, the virtual board) and CPython (the desk).
 import gc
 import json
 import os
-import sys
 
-from citynode import VERSION, ticks, topic_prefix
-from citynode.core import Core
-from citynode.nodeconfig import CONFIG_PATH, DEFAULTS
+from citynode import VERSION, forget, ticks, topic_prefix
+from citynode.config import CONFIG_PATH, DEFAULTS
+from citynode.sense.core import Core
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
 from citynode.ticks import now_ms as ticks_ms
@@ -42,48 +41,34 @@ _TURN_MS = 20  # the longest sleep in one turn of a waiting loop
 RETAINED_CMD = "retained commands are not run (publish commands without the retain flag)"
 
 
-# ---- config: the checks live in citynode.nodeconfig, loaded for the boot
+# ---- config: the checks live in citynode.config, loaded for the boot
 # ---- and dropped afterwards (they are a good part of the node's code)
 
 
 def load_config(path=CONFIG_PATH):
     """The config file as a dict; ValueError (naming config.json) if it
     cannot be read or is not a JSON object."""
-    from citynode import nodeconfig
-
-    return nodeconfig.load_config(path)
+    from citynode import config
+    return config.load_config(path)
 
 
 def check_config(cfg):
     """Raise ValueError with the field's path (\"config.json: broker.port
     must be an integer\") if `cfg` is not a usable node config."""
-    from citynode import nodeconfig
-
-    nodeconfig.check_config(cfg)
+    from citynode import config
+    config.check_config(cfg)
 
 
 def check_broker(b):
     """Raise ValueError naming the field if the `broker` part is unusable."""
-    from citynode import nodeconfig
-
-    nodeconfig.check_broker(b)
-
-
-def forget(*names):
-    """Drop modules the node no longer needs, so their code can be freed."""
-    for name in names:
-        sys.modules.pop(name, None)
-        pkg, _, attr = name.rpartition(".")
-        parent = sys.modules.get(pkg)
-        if parent is not None and attr in parent.__dict__:  # importing set it on the package
-            delattr(parent, attr)
-    gc.collect()
+    from citynode import config
+    config.check_broker(b)
 
 
 def _client(cfg, will):
     # The connection's modules are imported where they are used, so a board
     # that only checks its config (record mode) does not carry them.
-    from citynode.mqtt import MQTTClient
+    from citynode.link.mqtt import MQTTClient
 
     b = cfg["broker"]
     prefix = topic_prefix(cfg.get("site"), cfg.get("node"))
@@ -114,8 +99,8 @@ def make_hal(cfg):
     only its own (the recording reader stays off an ESP32's heap)."""
     hal = cfg["hal"]
     if hal["kind"] == "sim":
-        from citynode.hal_sim import SimHal
-        from citynode.recording import Reader
+        from citynode.board.hal_sim import SimHal
+        from citynode.board.recording import Reader
 
         reader = Reader(hal.get("recording", DEFAULTS["recording"]))
         try:
@@ -123,7 +108,7 @@ def make_hal(cfg):
         except ValueError as e:  # bus-level samples: no emulated parts on a board
             reader.close()
             raise ValueError("hal.recording: %s" % e) from None
-    from citynode.hal_esp32 import BoardHal
+    from citynode.board.hal_esp32 import BoardHal
 
     return BoardHal(cfg)
 
@@ -134,8 +119,8 @@ class Node:
     `run()` is the main loop."""
 
     def __init__(self, cfg, hal=None):
-        from citynode.outbox import Outbox
-        from citynode.publisher import Publisher
+        from citynode.link.outbox import Outbox
+        from citynode.link.publisher import Publisher
 
         self.cfg = cfg
         self.hal = hal if hal is not None else make_hal(cfg)
@@ -158,7 +143,7 @@ class Node:
             pass  # nothing stored: the command code need not even load
         else:
             note = self._commands().load()
-            forget("citynode.commands")
+            forget("citynode.link.commands")
             if note is not None:
                 self._note("settings: " + note)
         self.duty = cfg.get("power", DEFAULTS["power"]) == "duty_cycle"
@@ -189,7 +174,7 @@ class Node:
         data = self.hal.load_state()
         if data is None:
             return
-        from citynode.state import restore
+        from citynode.board.state import restore
 
         self.hal.save_state(b"")
         if self.reset != "deepsleep":
@@ -216,7 +201,7 @@ class Node:
             left = min(left, ticks_diff(self.next_health, self.hal.now()))
         if left < SLEEP_MIN_MS:
             return
-        from citynode.state import snapshot
+        from citynode.board.state import snapshot
 
         base = Core(self.cfg["sensors"], self.clock, None)  # what the config alone gives
         kept = {"core": snapshot(self.core, base), "seq": self.publisher.seq, "health": self.next_health}
@@ -232,7 +217,7 @@ class Node:
         """The remote-command code, loaded when needed (commands are rare,
         and it is a good part of the node's code): re-applies nothing by
         itself; `load()` re-applies the stored settings."""
-        from citynode.commands import Commands
+        from citynode.link.commands import Commands
 
         return Commands(self.core, self.settings)
 
@@ -253,7 +238,7 @@ class Node:
             ack = commands.handle(suffix, payload)
             self.reboot_requested = self.reboot_requested or commands.reboot_requested
             commands = None
-            forget("citynode.commands")
+            forget("citynode.link.commands")
         self._acks.append(ack)
 
     def service(self):
@@ -267,11 +252,11 @@ class Node:
             ack["ts"] = self.clock.epoch(t)
             self.publisher.publish(t, "cmd/ack", ack)
         if self.discovery and self.client.connected:
-            from citynode.discovery import announce
+            from citynode.link.discovery import announce
 
             if announce(self.client, self.cfg, VERSION):
                 self.discovery = False
-                forget("citynode.discovery")
+                forget("citynode.link.discovery")
 
     def _wait_until(self, deadline):
         while True:
@@ -419,7 +404,7 @@ def main(path=CONFIG_PATH):
         check_config(cfg)
     except ValueError as e:
         return safe_mode(cfg, str(e))
-    forget("citynode.nodeconfig", "citynode.config")  # checked: the checks can go
+    forget("citynode.config")  # checked: the checks can go
     n = None
     try:
         n = Node(cfg)

@@ -36,7 +36,7 @@ Units: temperature in hundredths of a °C (`_cc`), humidity in tenths of a
 """
 
 from citynode import ticks
-from citynode.filters import FaultWatch, follow
+from citynode.sense.filters import FaultWatch, follow
 
 T_MIN_C = -40
 T_MAX_C = 85

@@ -6,7 +6,7 @@ once a second.
     mpremote mkdir :lib                                                    # once
     mpremote cp -r "$LIB/adafruit_bme280" "$LIB/adafruit_bus_device" :lib/  # once
     mpremote cp -r firmware/citynode :                                     # once
-    mpremote run firmware/citynode/examples/bme280_simpletest.py
+    mpremote run firmware/examples/bme280_simpletest.py
 
 (Adafruit's packages adafruit_bme280 and adafruit_bus_device go to /lib on
 the board; `make setup` installs the pinned versions into .venv.)
@@ -19,7 +19,7 @@ import time
 from machine import I2C, Pin
 
 from citynode.drivers.bme280 import BME280
-from citynode.ranging import speed_mm_s
+from citynode.sense.ranging import speed_mm_s
 
 # I2C bus 0 on GPIO22 (SCL) and GPIO21 (SDA): the ESP32-DevKitC defaults.
 # Boards with SDO pulled low answer at 0x76 instead of 0x77.

@@ -2,7 +2,7 @@
 a burst of echo times and the distance they make, once a second.
 
     mpremote cp -r firmware/citynode :           # once: the driver on the board
-    mpremote run firmware/citynode/examples/hcsr04_simpletest.py
+    mpremote run firmware/examples/hcsr04_simpletest.py
 
 Point the sensor at a wall and move it: the distance should follow within a
 centimetre or so. 0 is a ping with no echo (nothing in range, or a wiring

@@ -3,7 +3,7 @@ prefix, sequence numbers and JSON). Units are in the key names; see
 docs/payloads.md. Every payload gets `ts`, UTC epoch seconds, from the core.
 """
 
-from citynode.flood import ALERT_NAMES, MODE_NAMES
+from citynode.sense.flood import ALERT_NAMES, MODE_NAMES
 
 
 def bay(det):
