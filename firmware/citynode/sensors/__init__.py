@@ -16,8 +16,10 @@ desk's tools read it from here.
     PART      the part whose raw bus values a recording may carry, or None
 
 The logic core (citynode.sense.core) builds each type's detector and feeds it
-itself, without loading these modules: on the replay of the flood they
-would add about 3 KB to the core's 32 KB heap budget.
+itself, without loading these modules: built through them (each type
+naming its detector, feeder and default period), the core alone held
+37,312 bytes on the replay of the flood, past its 32 KB budget, against
+29,760 as it is.
 
 Types are imported when first asked for, so a node loads only its own; a
 type module imports only what the types share from here. A type from
