@@ -15,6 +15,7 @@ import pytest
 from citynode.board.recording import MAX_LINE, Reader, RecordingError
 from host_tools import cli, mpy
 from host_tools.desk import replay
+from host_tools.paths import FIRMWARE
 from tests.conftest import RECORDINGS, ROOT
 from tests.test_recording import GOOD, HEADER, read_all, write
 
@@ -34,7 +35,7 @@ def one_line_error(capsys, argv, command="replay"):
 def mp_lib(tmp_path_factory):
     """The firmware compiled once for this module's MicroPython replays."""
     lib = tmp_path_factory.mktemp("mpy")
-    mpy.compile_package(replay.FIRMWARE_DIR / "citynode", lib)
+    mpy.compile_package(FIRMWARE / "citynode", lib)
     return lib
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from citynode.board import replay as core_replay
 from citynode.board.recording import Reader, RecordingError
-from host_tools import mpy
+from host_tools import mpy, paths
 from host_tools.desk import importers, replay, score, synth
 from host_tools.paths import ROOT
 
@@ -70,7 +70,7 @@ def best(fn, rounds, clock=time.process_time):
 
 
 def _plain_copy(name, folder):
-    return replay.plain_copy(ROOT / "recordings" / (name + ".jsonl.gz"), Path(folder) / (name + ".jsonl"))
+    return replay.plain_copy(paths.RECORDINGS / (name + ".jsonl.gz"), Path(folder) / (name + ".jsonl"))
 
 
 def _parse_only(path):
@@ -138,8 +138,8 @@ def heap_breakdown(path, lib):
 def main():
     print("citynode bench (figures, not pass/fail; targets in brackets)")
     with tempfile.TemporaryDirectory(prefix="citynode-bench-") as tmp:
-        lib = mpy.compile_package(ROOT / "firmware" / "citynode", Path(tmp) / "lib").parent
-        src_lib = ROOT / "firmware"
+        lib = mpy.compile_package(paths.FIRMWARE / "citynode", Path(tmp) / "lib").parent
+        src_lib = paths.FIRMWARE
         print("\nreplay throughput, samples per second (best of rounds; CPython in CPU time, MicroPython "
               "in wall time;\ntimes on a shared machine move by tens of percent: the ratio below is "
               "counted, not timed)")
@@ -206,7 +206,7 @@ def refusals(tmp, lib):
     MAX_LINE), and the parking day with CR-only line ends (19 MB)."""
     print("\nrefusing bad recordings, seconds (CPython reader in CPU time, MicroPython replay in wall "
           "time) [< 1 s, whatever the size]")
-    with gzip.open(ROOT / "recordings" / "flood-event.jsonl.gz", "rb") as f:
+    with gzip.open(paths.RECORDINGS / "flood-event.jsonl.gz", "rb") as f:
         first = f.readline()
     for mb in (1, 6, 60):
         path = Path(tmp) / ("line-%d-mb.jsonl" % mb)
@@ -218,7 +218,7 @@ def refusals(tmp, lib):
         print("  %-34s %6.3f  %6.3f" % (("one %d MB line" % mb,) + _refused_in(path, lib)))
         path.unlink()
     cr = Path(tmp) / "cr-only.jsonl"
-    with gzip.open(ROOT / "recordings" / "parking-day.jsonl.gz", "rb") as f:
+    with gzip.open(paths.RECORDINGS / "parking-day.jsonl.gz", "rb") as f:
         cr.write_bytes(f.read().replace(b"\n", b"\r"))
     what = "parking day, CR line ends (%d MB)" % (cr.stat().st_size >> 20)
     print("  %-34s %6.3f  %6.3f" % ((what,) + _refused_in(cr, lib)))

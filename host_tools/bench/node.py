@@ -29,7 +29,7 @@ from pathlib import Path
 
 from citynode.board import replay as core_replay
 from citynode.link.publisher import Publisher
-from host_tools import mpy
+from host_tools import mpy, paths
 from host_tools.bench import node_mp as bench_node_mp
 from host_tools.mosquitto import HOST, MOSQUITTO, Broker
 from host_tools.paths import ROOT
@@ -71,7 +71,7 @@ def typical_water_payload():
     """A water reading from the middle of the flood event, as the publisher
     serialises it (with a 4-digit seq)."""
     payloads = []
-    with gzip.open(ROOT / "recordings" / "flood-event.jsonl.gz", "rb") as f:
+    with gzip.open(paths.RECORDINGS / "flood-event.jsonl.gz", "rb") as f:
         core_replay.replay("flood-event", lambda t, topic, p: topic == "water" and payloads.append(p),
                            stream=f)
     p = dict(payloads[len(payloads) * 2 // 3])
@@ -109,7 +109,7 @@ def flood_slice(folder, hours=SLICE_H):
     `folder`; returns (path, header)."""
     lo, hi = int(hours[0] * 3600000), int(hours[1] * 3600000)
     dst = Path(folder) / "flood-slice.jsonl"
-    with gzip.open(ROOT / "recordings" / "flood-event.jsonl.gz", "rt") as src, open(dst, "w") as out:
+    with gzip.open(paths.RECORDINGS / "flood-event.jsonl.gz", "rt") as src, open(dst, "w") as out:
         head = src.readline()
         out.write(head)
         for line in src:
@@ -306,7 +306,7 @@ def _print_sizes():
           "+ payload;\ntopics citynode/%s/<node>/..., all bundled recordings replayed)" % SITE)
     sums = {}
     for name in RECORDINGS:
-        with gzip.open(ROOT / "recordings" / (name + ".jsonl.gz"), "rb") as f:
+        with gzip.open(paths.RECORDINGS / (name + ".jsonl.gz"), "rb") as f:
             for k, s in bytes_per_reading([(name, f)]).items():
                 t = sums.setdefault(k, [0, 0.0, 0.0])
                 t[0] += s["count"]
@@ -323,7 +323,7 @@ def main():
     print("citynode node bench (figures, not pass/fail; targets in brackets)")
     with tempfile.TemporaryDirectory(prefix="citynode-bench-node-") as tmp:
         if shutil.which("mosquitto") or Path(MOSQUITTO).exists():
-            lib = mpy.compile_package(ROOT / "firmware" / "citynode", Path(tmp) / "lib").parent
+            lib = mpy.compile_package(paths.FIRMWARE / "citynode", Path(tmp) / "lib").parent
             with Broker() as broker:
                 _print_rates(broker.port, lib)
                 _print_node_heap(broker.port, lib, tmp)

@@ -44,7 +44,7 @@ from host_tools.field import fleet
 from host_tools.field.boards import load as load_profile
 from host_tools.field.sites import node_config
 from host_tools.field.transport import Board, BoardError
-from host_tools.paths import FIRMWARE, ROOT
+from host_tools.paths import FIRMWARE, RECORDINGS
 
 SITE = "demo"
 HOST = "127.0.0.1"
@@ -260,7 +260,7 @@ def run_demo(out_dir="build/demo", broker_url=None, short=False, speed=None, con
         for name, (rec, hours, short_hours, what) in SLICES.items():
             h = short_hours if short else hours
             path = out_dir / ("%s.jsonl" % name)
-            info = replay.make_slice(ROOT / "recordings" / rec, h, path)
+            info = replay.make_slice(RECORDINGS / rec, h, path)
             result = replay.run(path)
             plan[name] = {"path": path, "info": info, "result": result, "hours": h, "what": what,
                           "expected": len(result.messages) + expected_health(info)}

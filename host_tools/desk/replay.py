@@ -17,14 +17,13 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import citynode
 from citynode.board import replay as core_replay
 from citynode.board.recording import MAX_LINE, READ_ERROR, Reader, RecordingError
 from host_tools import mpy
 from host_tools.desk import score
 from host_tools.emulators.replay import parts
+from host_tools.paths import FIRMWARE, ROOT
 
-FIRMWARE_DIR = Path(citynode.__file__).resolve().parent.parent  # the folder holding the package
 DEFAULT_HEAP = "96K"  # the free heap of an ESP32 without PSRAM, after boot
 RUNTIMES = ("cpython", "micropython")
 
@@ -223,14 +222,14 @@ def _run_cpython(path):
     return Result(path, "cpython", header, messages, truth, stats)
 
 
-def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE_DIR):
+def run_micropython_raw(path, heap=DEFAULT_HEAP, firmware=FIRMWARE):
     """Run the firmware replay under MicroPython on a plain (not gzipped)
     recording, importing the core from `firmware` (a folder holding the
     `citynode` package, as .py or .mpy); returns the CompletedProcess
     (stdout: JSON lines)."""
     # After the core: the emulated parts (host_tools) and Adafruit's driver,
     # which a recording of bus-level values replays through.
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(firmware), str(FIRMWARE_DIR.parent),
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(firmware), str(ROOT),
                                                          mpy.library_path())))
     cmd = [mpy.micropython_binary(), "-X", "heapsize=%s" % heap, "-m", _entry(path), str(path)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -306,7 +305,7 @@ def _run_micropython(path, heap):
         try:
             if str(path).endswith(".gz"):
                 plain = plain_copy(path, Path(tmp) / path.name[:-3])
-            mpy.compile_package(FIRMWARE_DIR / "citynode", Path(tmp) / "lib")
+            mpy.compile_package(FIRMWARE / "citynode", Path(tmp) / "lib")
             proc = run_micropython_raw(plain, heap, Path(tmp) / "lib")
         except (mpy.ToolMissing, RecordingError) as e:
             raise ReplayError(str(e)) from None

@@ -188,7 +188,7 @@ class Board:
         code = _PROBE % (list(paths), list(folders), PROBE_MARK, PROBE_MARK)
         return parse_probe(self.run([["exec", code]]))
 
-    def put_steps(self, files, paths, remove=(), then=None):
+    def _put_steps(self, files, paths, remove=(), then=None):
         """The mpremote steps of `put`: remove `remove`, make the folders,
         copy `paths` (board paths; `files` maps each to its local file,
         which bears the target's name), then exec `then`."""
@@ -205,8 +205,8 @@ class Board:
 
     def put(self, files, paths, remove=(), then=None, resume=True, timeout=UPLOAD_TIMEOUT_S):
         """Copy files to the board in one mpremote connection (see
-        `put_steps`); `resume`: without mpremote's soft reset first."""
-        self.run(self.put_steps(files, paths, remove, then), timeout=timeout, resume=resume)
+        `_put_steps`); `resume`: without mpremote's soft reset first."""
+        self.run(self._put_steps(files, paths, remove, then), timeout=timeout, resume=resume)
 
     def soft_reset(self, mark, timeout=RESET_TIMEOUT_S):
         """Ctrl-D at the friendly REPL (where mpremote leaves the board): a
