@@ -27,6 +27,7 @@ from serial.tools.list_ports_common import ListPortInfo
 from host_tools.cli import main as cli
 from host_tools.field import boards, flash
 from host_tools.field.esptool_log import showing_esptool
+from tests.conftest import ROOT
 
 BOARD_OF = {"esp32": "esp32-devkitc", "esp32s3": "esp32s3-devkitc-1", "esp32c3": "esp32c3-devkitm-1"}
 IMAGE_CLASS = {"esp32": bin_image.ESP32FirmwareImage, "esp32s3": bin_image.ESP32S3FirmwareImage,
@@ -37,15 +38,17 @@ MAC = (0xA4, 0xCF, 0x12, 0xA1, 0xB2, 0xC3)
 
 # ---- images, made with esptool's image classes and merge_bin as MicroPython's build does
 
-def esp_image(chip, app):
+def esp_image(chip, app, project=(b"micropython", b"v1.24.1")):
     """An ESP image for `chip`: an app (a DROM segment opening with an
-    esp_app_desc_t, and IRAM code) or a bootloader (RAM segments only)."""
+    esp_app_desc_t naming `project`, and IRAM code) or a bootloader (RAM
+    segments only)."""
     image = IMAGE_CLASS[chip]()
     rom = image.ROM_LOADER
     ram = {name: start for start, _, name in rom.MEMORY_MAP if name in ("IRAM", "DRAM")}
     image.entrypoint = ram["IRAM"]
     if app:
-        desc = struct.pack("<IIII32s32s", 0xABCD5432, 0, 0, 0, b"v1.24.1", b"micropython").ljust(256, b"\0")
+        name, version = project
+        desc = struct.pack("<IIII32s32s", 0xABCD5432, 0, 0, 0, version, name).ljust(256, b"\0")
         image.segments = [bin_image.ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
                           bin_image.ELFSection(b".iram0.text", ram["IRAM"], bytes(range(256)) * 4, 0)]
     else:
@@ -54,24 +57,42 @@ def esp_image(chip, app):
     return image.save(None)
 
 
-def partition_table(app_at=APP_AT):
-    """ESP-IDF's binary partition table, MicroPython's layout, with its MD5 entry."""
-    rows = [(1, 2, 0x9000, 0x6000, b"nvs"), (1, 1, 0xF000, 0x1000, b"phy_init"),
-            (0, 0, app_at, 0x1F0000, b"factory"), (1, 0x81, 0x200000, 0x200000, b"vfs")]
+# (type, subtype, offset, size, label) of ESP-IDF partition tables: MicroPython's
+# layout, and CircuitPython's for 4 MB of flash (its ports/espressif/esp-idf-config/
+# partitions-4MB.csv: two OTA apps, the UF2 bootloader as the factory app, a FAT).
+MICROPYTHON_TABLE = [(1, 2, 0x9000, 0x6000, b"nvs"), (1, 1, 0xF000, 0x1000, b"phy_init"),
+                     (0, 0, APP_AT, 0x1F0000, b"factory"), (1, 0x81, 0x200000, 0x200000, b"vfs")]
+CIRCUITPYTHON_TABLE = [(1, 2, 0x9000, 0x5000, b"nvs"), (1, 0, 0xE000, 0x2000, b"otadata"),
+                       (0, 0x10, APP_AT, 0x160000, b"ota_0"), (0, 0x11, 0x170000, 0x160000, b"ota_1"),
+                       (0, 0, 0x2D0000, 0x40000, b"uf2"), (1, 0x81, 0x310000, 0xF0000, b"user_fs")]
+CIRCUITPYTHON = (b"circuitpython", b"9.2.1")
+
+
+def partition_table(rows=MICROPYTHON_TABLE):
+    """ESP-IDF's binary partition table of `rows`, with its MD5 entry."""
     body = b"".join(struct.pack("<2sBBII16sI", b"\xaa\x50", *row, 0) for row in rows)
     return (body + b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(body).digest()).ljust(0xC00, b"\xff")
 
 
-def firmware(tmp_path, chip, name="firmware.bin", table=None):
+def firmware(tmp_path, chip, name="firmware.bin", table=None, project=None):
     """A MicroPython-shaped firmware .bin for `chip`: bootloader, partition
-    table and app merged from the chip's image offset on."""
+    table and app merged from the chip's image offset on. CircuitPython's
+    build joins the same three parts at the same offsets."""
     path = tmp_path / name
     offset = boards.FLASH_OFFSETS[chip]
+    app = esp_image(chip, app=True) if project is None else esp_image(chip, app=True, project=project)
     esptool.cmds.merge_bin([(offset, esp_image(chip, app=False)),
                             (flash.PARTITION_TABLE_OFFSET, partition_table() if table is None else table),
-                            (APP_AT, esp_image(chip, app=True))],
+                            (APP_AT, app)],
                            chip, output=str(path), target_offset=offset)
     return path
+
+
+def circuitpython_bin(tmp_path, name="circuitpython.bin"):
+    """A CircuitPython-shaped firmware .bin for the ESP32-S3: its partition
+    table, an app whose description names circuitpython 9.2.1."""
+    return firmware(tmp_path, "esp32s3", name, table=partition_table(CIRCUITPYTHON_TABLE),
+                    project=CIRCUITPYTHON)
 
 
 @pytest.mark.parametrize("chip", sorted(BOARD_OF))
@@ -437,3 +458,356 @@ def test_help_reads_like_esptools(capsys):
     assert cli(["flash", "--port", "/dev/ttyUSB0"]) == 2
     assert capsys.readouterr().err == (
         "citynode flash: error: give --board BOARD and IMAGE (or --list); see citynode flash --help\n")
+
+
+# ---- CircuitPython: a .bin through esptool
+
+FEATHER = "adafruit-feather-esp32s3"
+FEATHER_DOWNLOADS = "circuitpython.org/board/adafruit_feather_esp32s3_4mbflash_2mbpsram"
+
+
+def test_circuitpython_firmware_passes_the_same_checks(tmp_path):
+    path = circuitpython_bin(tmp_path)
+    image = flash.check_image(path, boards.load(FEATHER))
+    assert (image.chip, image.app_offset, image.app) == ("ESP32-S3", APP_AT, "circuitpython 9.2.1")
+    assert image.describe() == "%s: ESP32-S3 image, %s bytes: bootloader, partition table at 0x8000, app " \
+        "(circuitpython 9.2.1) at 0x10000" % (path, format(image.size, ","))
+
+
+BAD_CIRCUITPYTHON_IMAGES = {
+    "empty": (lambda tmp: b"", "empty file, not a CircuitPython firmware"),
+    "an ESP32 build": (lambda tmp: firmware(tmp, "esp32", "esp32.bin").read_bytes(),
+                       "the bootloader (file offset 0x0) is for the ESP32, but board "
+                       "adafruit-feather-esp32s3 has an ESP32-S3: use a CircuitPython build for the "
+                       "ESP32-S3"),
+    "an app alone": (lambda tmp: esp_image("esp32s3", app=True, project=CIRCUITPYTHON),
+                     "an app image (it runs from flash), not a complete CircuitPython firmware starting with "
+                     "the bootloader: use the .bin from " + FEATHER_DOWNLOADS),
+    "a bootloader alone": (lambda tmp: esp_image("esp32s3", app=False),
+                           "only a bootloader: a complete CircuitPython firmware also holds the partition "
+                           "table"),
+    "no partition table": (lambda tmp: firmware(tmp, "esp32s3", table=b"\xff" * 0xC00).read_bytes(),
+                           "no partition table with an app at file offset 0x8000 (flash 0x8000): not a "
+                           "complete CircuitPython firmware"),
+    "a cut download": (lambda tmp: circuitpython_bin(tmp).read_bytes()[:APP_AT + 600],
+                       "the app 'ota_0' (file offset 0x10000) is damaged: End of file reading segment"),
+    "MicroPython's S3 firmware": (lambda tmp: firmware(tmp, "esp32s3", "mp.bin").read_bytes(),
+                                  "the app 'factory' (file offset 0x10000) is micropython v1.24.1, but board "
+                                  "adafruit-feather-esp32s3 runs CircuitPython: use the .bin from "
+                                  + FEATHER_DOWNLOADS),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CIRCUITPYTHON_IMAGES))
+def test_circuitpython_image_check_refuses_in_one_line(tmp_path, case):
+    make, message = BAD_CIRCUITPYTHON_IMAGES[case]
+    path = tmp_path / "image.bin"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(flash.FlashError) as e:
+        flash.check_image(path, boards.load(FEATHER))
+    assert str(e.value).startswith("%s: " % path)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_circuitpython_bin_is_refused_for_a_micropython_board(tmp_path, capsys):
+    path = circuitpython_bin(tmp_path)
+    board = "esp32s3-devkitc-1"
+    assert cli(["flash", "--dry-run", "--port", "/dev/ttyACM0", "--board", board, str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: %s: the app 'ota_0' (file offset 0x10000) is circuitpython 9.2.1, but board "
+        "esp32s3-devkitc-1 runs MicroPython: use the .bin from micropython.org/download\n" % path)
+
+
+def test_circuitpython_bin_through_esptool(tmp_path, fake_esptool, capsys):
+    fake = fake_esptool("esp32s3")
+    path = circuitpython_bin(tmp_path)
+    data = path.read_bytes()
+    assert cli(["flash", "--port", "/dev/ttyACM0", "--board", FEATHER, "--erase", str(path)]) == 0
+    assert fake.calls == [
+        ("detect_chip", {"port": "/dev/ttyACM0", "baud": 115200, "connect_mode": "default-reset",
+                         "connect_attempts": 7}),
+        ("run_stub",), ("change_baud", 460800), ("attach_flash",), ("erase_flash",),
+        ("write_flash", [(0x0, data)]), ("verify_flash", [(0x0, data)]),
+        ("read_mac",), ("reset_chip", "hard-reset"), ("close",)]
+    out = capsys.readouterr().out.splitlines()
+    assert "7/7 hard-reset the board: CircuitPython starts" in out
+    assert out[-1] == "node id: esp32s3-a1b2c3 (ESP32-S3, MAC a4:cf:12:a1:b2:c3)"
+
+
+def test_circuitpython_board_with_another_chip_on_the_port(tmp_path, fake_esptool, capsys):
+    fake = fake_esptool("esp32")
+    assert cli(["flash", "--port", "/dev/ttyUSB0", "--board", FEATHER, str(circuitpython_bin(tmp_path))]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: /dev/ttyUSB0 has an ESP32, but board adafruit-feather-esp32s3 is an "
+        "ESP32-S3: nothing written; no bundled profile has that chip\n")
+    assert [c[0] for c in fake.calls] == ["detect_chip", "close"]
+
+
+def test_circuitpython_bin_dry_run(tmp_path, capsys):
+    path = circuitpython_bin(tmp_path)
+    capsys.readouterr()
+    assert cli(["flash", "--dry-run", "--port", "/dev/ttyACM0", "--board", FEATHER, str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "1/6 connect to /dev/ttyACM0 (7 tries), expect an ESP32-S3 (board adafruit-feather-esp32s3)",
+        "2/6 run esptool's flasher stub at 460800 baud, attach the flash",
+        "3/6 write %s, %s bytes, at 0x0" % (path, format(path.stat().st_size, ",")),
+        "4/6 verify the flash at 0x0 against %s" % path,
+        "5/6 read the MAC: the node id",
+        "6/6 hard-reset the board: CircuitPython starts"]
+
+
+# ---- CircuitPython: a .uf2 onto the UF2 bootloader's drive
+
+ESP32S3_FAMILY = 0xC47E5767  # Microsoft's utils/uf2families.json
+FEATHER_INFO = ("TinyUF2 Bootloader 0.18.2 - tinyusb (0.15.0)\r\nModel: Adafruit Feather ESP32-S3\r\n"
+                "Board-ID: ESP32-S3-Feather-revC\r\nDate: Mar 22 2024\r\n")
+
+
+def uf2_blocks(firmware_bytes, family=ESP32S3_FAMILY, payload=256):
+    """`firmware_bytes` as UF2 blocks from address 0, as CircuitPython's build
+    converts its app (uf2conv.py -b 0x0 -f the chip's family): the header's
+    eight words, the data padded to 476 bytes, the final magic."""
+    chunks = [firmware_bytes[at:at + payload] for at in range(0, len(firmware_bytes), payload)]
+    head = struct.Struct("<8I")
+    return [head.pack(0x0A324655, 0x9E5D5157, 0x2000, n * payload, len(chunk), n, len(chunks), family)
+            + chunk.ljust(476, b"\0") + struct.pack("<I", 0x0AB16F30) for n, chunk in enumerate(chunks)]
+
+
+def circuitpython_uf2(tmp_path, blocks=None, name="circuitpython.uf2"):
+    path = tmp_path / name
+    if blocks is None:
+        blocks = uf2_blocks(esp_image("esp32s3", app=True, project=CIRCUITPYTHON))
+    path.write_bytes(b"".join(blocks))
+    return path
+
+
+@pytest.fixture
+def drive(tmp_path):
+    """A folder standing for the Feather's UF2 drive (FTHRS3BOOT), as tinyuf2 shows it."""
+    d = tmp_path / "FTHRS3BOOT"
+    d.mkdir()
+    (d / "INFO_UF2.TXT").write_text(FEATHER_INFO, newline="")
+    return d
+
+
+def test_good_uf2_is_copied_onto_the_drive(tmp_path, drive, capsys):
+    path = circuitpython_uf2(tmp_path)
+    blocks = path.stat().st_size // 512
+    assert cli(["flash", "--board", FEATHER, "--drive", str(drive), str(path)]) == 0
+    assert (drive / path.name).read_bytes() == path.read_bytes()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "%s: UF2 for the ESP32-S3 (family 0xc47e5767), %d blocks, %s bytes of firmware" % (
+        path, blocks, format(len(esp_image("esp32s3", app=True, project=CIRCUITPYTHON)), ","))
+    steps = " ".join(" ".join(out[1:-1]).split())  # the console wraps them at its width
+    assert steps.startswith("1/2 check that %s is a UF2 bootloader's drive (INFO_UF2.TXT) with Board-ID "
+                            "ESP32-S3-Feather-revC, for board adafruit-feather-esp32s3 2/2 copy " % drive)
+    assert out[-1] == ("%s written: board adafruit-feather-esp32s3 writes it to flash and reboots into "
+                       "CircuitPython (its CIRCUITPY drive appears)" % (drive / path.name))
+
+
+def test_a_large_uf2_is_written_in_pieces_with_progress(tmp_path, drive, capsys):
+    path = circuitpython_uf2(tmp_path, uf2_blocks(random.Random(2).randbytes(256 * 1500)))
+    board = boards.load(FEATHER)
+    plan = flash.make_uf2_plan(board, flash.check_uf2(path, board), drive)
+    assert flash.run_uf2(plan, plain_console()) == drive / path.name
+    assert (drive / path.name).read_bytes() == path.read_bytes()
+    progress = capsys.readouterr().err.splitlines()  # not a terminal: a line every tenth
+    assert progress[-1] == "copying %s: %d/%d" % (path.name, 1500 * 512, 1500 * 512)
+    assert len(progress) >= 10
+
+
+def _word(block, at, value):
+    """`block` with its 32-bit word at byte `at` set to `value`."""
+    return block[:at] + struct.pack("<I", value) + block[at + 4:]
+
+
+def _blocks(count=6, **kw):
+    return uf2_blocks(bytes(range(256)) * count, **kw)
+
+
+def _spoilt(n, at, value):
+    """Six good blocks but for the word at byte `at` of block `n`."""
+    blocks = _blocks()
+    blocks[n] = _word(blocks[n], at, value)
+    return blocks
+
+
+BAD_UF2 = {
+    "empty": (lambda: [], "empty file, not a CircuitPython firmware"),
+    "cut short": (lambda: [b"".join(_blocks())[:-100]],
+                  "2,972 bytes, not a whole number of 512-byte UF2 blocks: cut short, or not a UF2 file"),
+    "a .bin named .uf2": (lambda: [bytes([0xE9]) + bytes(511)],
+                          "UF2 block 0 (file offset 0x0): magicStart0 is 0x000000e9, not 0x0a324655: not a "
+                          "UF2 block"),
+    "second magic": (lambda: _spoilt(3, 4, 0x12345678),
+                     "UF2 block 3 (file offset 0x600): magicStart1 is 0x12345678, not 0x9e5d5157: not a UF2 "
+                     "block"),
+    "final magic": (lambda: _spoilt(5, 508, 0),
+                    "UF2 block 5 (file offset 0xa00): magicEnd is 0x00000000, not 0x0ab16f30: not a UF2 "
+                    "block"),
+    "no familyID flag": (lambda: _spoilt(0, 8, 0),
+                         "UF2 block 0 (file offset 0x0): flags 0x00000000 lack familyID present (0x2000): "
+                         "the bootloader skips such a block"),
+    "an ESP32-S2 build": (lambda: _blocks(family=0xBFDD4EEE),
+                          "UF2 block 0 (file offset 0x0): familyID is 0xbfdd4eee, not the ESP32-S3's "
+                          "0xc47e5767: use the .uf2 from " + FEATHER_DOWNLOADS),
+    "payload too big": (lambda: _spoilt(2, 16, 477),
+                        "UF2 block 2 (file offset 0x400): payloadSize is 477, more than the 476 bytes a "
+                        "block holds"),
+    "blocks out of order": (lambda: [_blocks()[n] for n in (0, 2, 1, 3, 4, 5)],
+                            "UF2 block 1 (file offset 0x200): blockNo is 2, not 1: blocks missing or out of "
+                            "order"),
+    "a block missing": (lambda: [_blocks()[n] for n in (0, 1, 2, 3, 5)],
+                        "UF2 block 0 (file offset 0x0): numBlocks is 6, but the file holds 5 blocks"),
+    "a block missing, the count rewritten": (lambda: [_word(_blocks()[n], 24, 5) for n in (0, 1, 2, 3, 5)],
+                                             "UF2 block 4 (file offset 0x800): blockNo is 5, not 4: blocks "
+                                             "missing or out of order"),
+    "wrong block count": (lambda: _spoilt(4, 24, 7),
+                          "UF2 block 4 (file offset 0x800): numBlocks is 7, but the file holds 6 blocks"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UF2))
+def test_bad_uf2_is_refused_and_nothing_written(tmp_path, drive, capsys, case):
+    make, message = BAD_UF2[case]
+    path = circuitpython_uf2(tmp_path, make(), name="bad.uf2")
+    assert cli(["flash", "--board", FEATHER, "--drive", str(drive), str(path)]) == 2
+    assert capsys.readouterr().err == "citynode flash: error: %s: %s\n" % (path, message)
+    assert os.listdir(drive) == ["INFO_UF2.TXT"]
+
+
+def test_a_uf2_for_a_micropython_board_is_refused(tmp_path, capsys):
+    path = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--board", "esp32s3-devkitc-1", "--drive", str(tmp_path), str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: %s: a .uf2 goes onto a CircuitPython board's UF2 drive, but board "
+        "esp32s3-devkitc-1 runs MicroPython: use the .bin from micropython.org/download\n" % path)
+    with pytest.raises(flash.FlashError, match="board virtual is the virtual board"):
+        flash.check_uf2(path, boards.load("virtual"))
+
+
+def test_another_boards_drive_is_refused(tmp_path, drive, capsys):
+    (drive / "INFO_UF2.TXT").write_text(FEATHER_INFO.replace("ESP32-S3-Feather-revC", "ESP32S3-QTPy-A"))
+    path = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--board", FEATHER, "--drive", str(drive), str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: %s: INFO_UF2.TXT says Board-ID ESP32S3-QTPy-A, but board "
+        "adafruit-feather-esp32s3 has ESP32-S3-Feather-revC: nothing written; check the board, or choose its "
+        "profile with --board" % drive)
+    assert os.listdir(drive) == ["INFO_UF2.TXT"]
+
+
+def test_a_folder_that_is_not_a_uf2_drive_is_refused(tmp_path, capsys):
+    circuitpy = tmp_path / "CIRCUITPY"
+    circuitpy.mkdir()
+    (circuitpy / "boot_out.txt").write_text("Board ID:adafruit_feather_esp32s3_4mbflash_2mbpsram\n")
+    path = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--board", FEATHER, "--drive", str(circuitpy), str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: %s has no INFO_UF2.TXT, so it is not a UF2 bootloader's drive (CIRCUITPY "
+        "holds the board's files, not its bootloader): put the board in its UF2 bootloader (press RESET, "
+        "then again while the RGB LED is purple)" % circuitpy)
+    assert os.listdir(circuitpy) == ["boot_out.txt"]
+
+
+def test_a_missing_drive_is_one_line(tmp_path, capsys):
+    path = circuitpython_uf2(tmp_path)
+    gone = tmp_path / "media" / "FTHRS3BOOT"
+    assert cli(["flash", "--board", FEATHER, "--drive", str(gone), str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: no drive %s: put the board in its UF2 bootloader (press RESET, then again "
+        "while the RGB LED is purple) and give the folder where its drive is mounted" % gone)
+    assert cli(["flash", "--board", FEATHER, "--drive", str(path), str(path)]) == 2  # a file, not a folder
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: %s: cannot open the drive: Not a directory" % path)
+    board = boards.load(FEATHER)
+    with pytest.raises(flash.FlashError) as e:
+        flash.find_uf2_drive(board, mounts=tmp_path / "mounts", by_label=tmp_path, volumes=tmp_path)
+    assert str(e.value) == (
+        "no UF2 drive FTHRS3BOOT is mounted: put board adafruit-feather-esp32s3 in its UF2 bootloader (press "
+        "RESET, then again while the RGB LED is purple), wait for the drive, or give it with `drive`")
+
+
+def test_the_drive_is_found_by_its_volume_label(tmp_path):
+    board = boards.load(FEATHER)
+    media = tmp_path / "media" / "tech" / "FTHRS3BOOT"
+    stick = tmp_path / "mnt" / "my stick"
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda2 / ext4 rw 0 0\n/dev/sdb %s vfat rw,nosuid 0 0\n" % media)
+    assert flash.find_uf2_drive(board, mounts=mounts, by_label=tmp_path, volumes=tmp_path) == str(media)
+    # mounted elsewhere: the device udev names by the label (/dev/disk/by-label/FTHRS3BOOT -> /dev/sdc)
+    by_label, dev = tmp_path / "by-label", tmp_path / "sdc"
+    by_label.mkdir()
+    dev.touch()
+    (by_label / "FTHRS3BOOT").symlink_to(dev)
+    mounts.write_text("%s %s vfat rw 0 0\n" % (dev, str(stick).replace(" ", "\\040")))
+    assert flash.find_uf2_drive(board, mounts=mounts, by_label=by_label, volumes=tmp_path) == str(stick)
+    # macOS: /Volumes/FTHRS3BOOT
+    (tmp_path / "FTHRS3BOOT").mkdir()
+    with pytest.raises(flash.FlashError) as e:
+        flash.find_uf2_drive(board, mounts=mounts, by_label=by_label, volumes=tmp_path)
+    assert str(e.value) == "2 UF2 drives FTHRS3BOOT are mounted (%s, %s): choose one with `drive`" % tuple(
+        sorted([str(tmp_path / "FTHRS3BOOT"), str(stick)]))
+
+
+def test_a_profile_without_uf2_needs_the_drive_given(tmp_path, capsys):
+    text = (ROOT / "boards" / (FEATHER + ".toml")).read_text()
+    profile = tmp_path / "no-uf2.toml"
+    profile.write_text(text[:text.index("[uf2]")] + text[text.index("[i2c]"):])
+    path = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--board", str(profile), str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: board no-uf2 has no [uf2] volume in its profile to find its drive by: give "
+        "the mounted drive with --drive")
+    drive = tmp_path / "BOOT"
+    drive.mkdir()
+    (drive / "info_uf2.txt").write_text("UF2 Bootloader\r\nBoard-ID: SOMETHING-ELSE\r\n")
+    # no Board-ID in the profile: any UF2 drive given will do
+    assert cli(["flash", "--board", str(profile), "--drive", str(drive), str(path)]) == 0
+    assert (drive / path.name).read_bytes() == path.read_bytes()
+
+
+def test_uf2_dry_run_prints_the_plan_and_writes_nothing(tmp_path, drive, capsys):
+    path = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--dry-run", "--board", FEATHER, "--drive", str(drive), str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "1/2 check that %s is a UF2 bootloader's drive (INFO_UF2.TXT) with Board-ID ESP32-S3-Feather-revC, "
+        "for board adafruit-feather-esp32s3" % drive,
+        "2/2 copy circuitpython.uf2, %s bytes, to %s as one file, flushed and synced: the board writes it to "
+        "flash and reboots into CircuitPython" % (format(path.stat().st_size, ","), drive)]
+    assert os.listdir(drive) == ["INFO_UF2.TXT"]
+
+
+def test_a_failed_sync_says_how_far_it_got(tmp_path, drive, monkeypatch, capsys):
+    def unplugged(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    monkeypatch.setattr(flash.os, "fsync", unplugged)
+    path = circuitpython_uf2(tmp_path)
+    size = format(path.stat().st_size, ",")
+    assert cli(["flash", "--board", FEATHER, "--drive", str(drive), str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "citynode flash: error: copying to %s failed after %s of %s bytes: Input/output error (the board may "
+        "have rebooted already: see whether its CIRCUITPY drive appears)" % (drive / path.name, size, size))
+
+
+def test_options_of_the_other_path_are_refused(tmp_path, drive, capsys):
+    uf2 = circuitpython_uf2(tmp_path)
+    assert cli(["flash", "--board", FEATHER, "--port", "/dev/ttyACM0", str(uf2)]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: a .uf2 is copied onto the board's UF2 drive, not written through a serial "
+        "port: leave out --port and --erase\n")
+    assert cli(["flash", "--board", FEATHER, "--drive", str(drive), str(circuitpython_bin(tmp_path))]) == 2
+    assert capsys.readouterr().err == (
+        "citynode flash: error: --drive is for a .uf2, which goes onto the board's UF2 drive; a .bin is "
+        "written through the serial port\n")
+    assert os.listdir(drive) == ["INFO_UF2.TXT"]
+
+
+def test_help_has_examples_for_both_runtimes(capsys):
+    with pytest.raises(SystemExit):
+        cli(["flash", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--drive DIR", "adafruit-feather-esp32s3", ".uf2", "INFO_UF2.TXT", "Board-ID",
+                 "ESP32_GENERIC-v1.24.1.bin"):
+        assert text in out, text

@@ -5,11 +5,12 @@ have it, read from the source, so a new layer that lacks one fails here."""
 import ast
 import re
 
+from citynode.board.hal_circuitpython import CircuitPythonHal
 from citynode.board.hal_esp32 import BoardHal
 from citynode.board.hal_sim import SimHal
 from tests.conftest import ROOT
 
-LAYERS = (SimHal, BoardHal)
+LAYERS = (SimHal, BoardHal, CircuitPythonHal)
 CALLERS = (ROOT / "firmware" / "citynode" / "board" / "node.py",
            ROOT / "firmware" / "citynode" / "board" / "record.py")
 DOC = ROOT / "docs" / "hal.md"

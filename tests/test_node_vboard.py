@@ -124,9 +124,14 @@ class Console:
     (lambda c: c.update(node="street/1"), "config.json: node must be letters, digits"),
     (lambda c: c["hal"].update(speed=-1), "config.json: hal.speed must be a number, 0 or more"),
     (lambda c: c["hal"].update(kind="esp8266"),
-     "config.json: hal.kind must be \"sim\" (a recording) or \"esp32\""),
+     "config.json: hal.kind must be \"sim\" (a recording), \"esp32\" or \"circuitpython\""),
     (lambda c: c.update(hal={"kind": "esp32"}),
-     "config.json: hal.pins.street must give the sensor's trig and echo GPIOs"),
+     "config.json: hal.pins.street must give the sensor's trig and echo pins"),
+    (lambda c: c.update(hal={"kind": "circuitpython", "pins": {"street": {"trig": "D5", "echo": 6}}}),
+     "config.json: hal.pins.street.echo must be a board pin name such as \"D5\" or \"SDA\""),
+    (lambda c: c.update(hal={"kind": "circuitpython", "pins": {"street": {"trig": "D5", "echo": "D6"}},
+                             "i2c": {"id": 0, "sda": "SDA", "scl": "SCL"}}),
+     "config.json: unknown field 'hal.i2c.id'"),
     (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 49}}}),
      "config.json: hal.pins.street.echo must be a GPIO number, 0 to 48"),
     (lambda c: c.update(hal={"kind": "esp32", "pins": {"street": {"trig": 5, "echo": 18}}}),
@@ -159,6 +164,8 @@ def test_check_config_names_the_field(storm, change, message):
                  network={"kind": "wifi", "ssid": "city", "password": "x"}, power="duty_cycle",
                  ha_discovery=True)
     check_config(board)  # and so is its ESP32 twin
+    check_config(dict(board, hal={"kind": "circuitpython", "pins": {"street": {"trig": "D5", "echo": "D6"}},
+                                  "i2c": {"sda": "SDA", "scl": "SCL"}}))  # and its CircuitPython one
     change(cfg)
     with pytest.raises(ValueError) as e:
         check_config(cfg)

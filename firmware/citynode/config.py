@@ -22,7 +22,9 @@ DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.js
 FIELDS = ("site", "node", "broker", "network", "ntp", "power", "ha_discovery", "sensors", "hal", "outbox_dir",
           "outbox_kb", "settings", "health_s")
 BROKER_FIELDS = ("host", "port", "keepalive", "user", "password", "tls")
-HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s")}
+HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s"),
+              "circuitpython": ("kind", "pins", "i2c", "uart", "wdt_s")}
+BOARD_HALS = ("esp32", "circuitpython")  # the layers of a real board: its pins, its deep sleep
 POWER_PROFILES = ("always_on", "duty_cycle")
 
 # Which fields each sensor type takes, and which must be above 0, is the
@@ -156,7 +158,14 @@ def _gpio(v, where):
         _fail("%s must be a GPIO number, 0 to 48" % where)
 
 
-def _check_bus(hal, key, fields):
+def _pin_name(v, where):
+    """A CircuitPython `board` pin name: capitals, digits and underscores."""
+    if type(v) is not str or not v or not v[0].isalpha() or \
+            any(not (c.isupper() or c.isdigit() or c == "_") for c in v):
+        _fail("%s must be a board pin name such as \"D5\" or \"SDA\"" % where)
+
+
+def _check_bus(hal, key, fields, pin):
     bus = hal.get(key)
     if type(bus) is not dict:
         _fail("hal.%s must be an object with %s" % (key, ", ".join(fields)))
@@ -166,16 +175,21 @@ def _check_bus(hal, key, fields):
             if type(bus.get("id")) is not int or bus["id"] < 0:
                 _fail("hal.%s.id must be a bus number" % key)
         else:
-            _gpio(bus.get(f), "hal.%s.%s" % (key, f))
+            pin(bus.get(f), "hal.%s.%s" % (key, f))
 
 
-def _check_esp32(hal, sensors):
+def _check_board(hal, sensors):
     """The board layer needs a place for every sensor: trigger/echo pins for
     a GPIO ranger, the UART for an A02YYUW, the I2C bus for the BME280 and
-    the QMC5883L."""
+    the QMC5883L. An ESP32 under MicroPython names GPIO numbers and bus
+    ids; CircuitPython names the `board` module's pins and has no bus ids."""
+    if hal["kind"] == "esp32":
+        pin, uart, i2c = _gpio, ("id", "tx", "rx"), ("id", "sda", "scl")
+    else:
+        pin, uart, i2c = _pin_name, ("tx", "rx"), ("sda", "scl")
     pins = hal.get("pins", {})
     if type(pins) is not dict:
-        _fail("hal.pins must be an object: sensor id -> {\"trig\": GPIO, \"echo\": GPIO}")
+        _fail("hal.pins must be an object: sensor id -> {\"trig\": pin, \"echo\": pin}")
     for sid in pins:
         if all(s["id"] != sid for s in sensors):
             _fail("hal.pins.%s: no such sensor" % sid)
@@ -184,14 +198,14 @@ def _check_esp32(hal, sensors):
         if kind.RANGED and s.get("driver", kind.DRIVER) != "a02yyuw":
             p = pins.get(sid)
             if type(p) is not dict:
-                _fail("hal.pins.%s must give the sensor's trig and echo GPIOs" % sid)
+                _fail("hal.pins.%s must give the sensor's trig and echo pins" % sid)
             _only(p, ("trig", "echo"), "hal.pins.%s." % sid)
-            _gpio(p.get("trig"), "hal.pins.%s.trig" % sid)
-            _gpio(p.get("echo"), "hal.pins.%s.echo" % sid)
+            pin(p.get("trig"), "hal.pins.%s.trig" % sid)
+            pin(p.get("echo"), "hal.pins.%s.echo" % sid)
         elif kind.RANGED:
-            _check_bus(hal, "uart", ("id", "tx", "rx"))
+            _check_bus(hal, "uart", uart, pin)
         else:
-            _check_bus(hal, "i2c", ("id", "sda", "scl"))
+            _check_bus(hal, "i2c", i2c, pin)
     wdt = hal.get("wdt_s", DEFAULTS["wdt_s"])
     if type(wdt) is not int or not 5 <= wdt <= 600:
         _fail("hal.wdt_s must be an integer, 5 to 600 s")
@@ -242,7 +256,7 @@ def check_config(cfg):
         _fail("hal must be an object")
     kind = hal.get("kind")
     if kind not in HAL_FIELDS:
-        _fail("hal.kind must be \"sim\" (a recording) or \"esp32\" (the board's sensors)")
+        _fail("hal.kind must be \"sim\" (a recording), \"esp32\" or \"circuitpython\" (the board's sensors)")
     _only(hal, HAL_FIELDS[kind], "hal.")
     if kind == "sim":
         rec = hal.get("recording", DEFAULTS["recording"])
@@ -252,15 +266,16 @@ def check_config(cfg):
         if not _is_num(speed) or speed < 0:
             _fail("hal.speed must be a number, 0 or more (1 = real time, 0 = as fast as possible)")
     else:
-        _check_esp32(hal, sensors)
+        _check_board(hal, sensors)
     if "network" in cfg:
         _check_network(cfg["network"])
     if type(cfg.get("ntp", DEFAULTS["ntp"])) is not str:
         _fail("ntp must be a host name")
     if cfg.get("power", DEFAULTS["power"]) not in POWER_PROFILES:
         _fail("power must be \"always_on\" or \"duty_cycle\"")
-    if cfg.get("power") == "duty_cycle" and kind != "esp32":
-        _fail("power \"duty_cycle\" needs hal.kind \"esp32\" (deep sleep is the board's)")
+    if cfg.get("power") == "duty_cycle" and kind not in BOARD_HALS:
+        _fail("power \"duty_cycle\" needs a board's hal.kind, \"esp32\" or \"circuitpython\" (deep sleep is "
+              "the board's)")
     if type(cfg.get("ha_discovery", False)) is not bool:
         _fail("ha_discovery must be true or false")
     for key, what in (("outbox_dir", "folder"), ("settings", "file")):

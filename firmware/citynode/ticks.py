@@ -17,14 +17,34 @@ HALF = PERIOD >> 1
 try:
     now_ms = time.ticks_ms  # MicroPython
     sleep_ms = time.sleep_ms
-except AttributeError:  # CPython on the desk
-
-    def now_ms():
-        """The millisecond clock, wrapping like the board's."""
-        return int(time.monotonic() * 1000) & MASK
+except AttributeError:  # CircuitPython, or CPython on the desk
 
     def sleep_ms(ms):
         time.sleep(ms / 1000)
+
+    try:
+        from supervisor import ticks_ms as _cp_ticks_ms
+    except ImportError:  # CPython
+
+        def now_ms():
+            """The millisecond clock, wrapping like the board's."""
+            return int(time.monotonic() * 1000) & MASK
+
+    else:
+        # CircuitPython's `supervisor.ticks_ms()` wraps at 2**29 (its
+        # `time.monotonic()` is a float that loses milliseconds after hours):
+        # carried on here to 2**30, exactly, as long as it is read at least
+        # every 2**29 ms (6.2 days); the main loop reads it many times a second.
+        _RAW_MASK = (1 << 29) - 1
+        _raw = [_cp_ticks_ms(), 0]  # the last raw reading, and the ticks it gave
+
+        def now_ms():
+            """The millisecond clock, wrapping at 2**30 like MicroPython's."""
+            raw = _cp_ticks_ms()
+            t = (_raw[1] + ((raw - _raw[0]) & _RAW_MASK)) & MASK
+            _raw[0] = raw
+            _raw[1] = t
+            return t
 
 
 def ms(seconds):

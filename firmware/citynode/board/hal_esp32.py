@@ -83,16 +83,15 @@ class BoardHal:
             import machine
         self.machine = machine
         self._rtc_ns = time.time_ns if time_ns is None else time_ns
+        self._epoch = _epoch_offset()  # seconds from 1970 to the RTC's epoch
         self._step_ms = 0  # how far NTP has set the RTC, all told: ticks leave it out
         self._clock = None
         self._network = network
         self._ntptime = ntptime
         hal = cfg["hal"]
         self.wdt = machine.WDT(timeout=hal.get("wdt_s", 30) * 1000)
-        self.parts = {}
         self._i2c = self._uart = None
-        for s in cfg["sensors"]:
-            self.parts[s["id"]] = _Part(self._maker(s, hal))
+        self._add_parts(cfg["sensors"], hal)
         self.ntp_host = cfg.get("ntp", "pool.ntp.org")
         self.net = cfg.get("network")
         self.wlan = None
@@ -103,6 +102,18 @@ class BoardHal:
             self._sync_time()
 
     # ---- parts
+
+    def _add_parts(self, sensors, hal):
+        """A part per sensor, and the order in which never-read sensors are
+        read first: the air (and any other part that needs no air) before
+        the rangers, whose first level then uses a measured speed of sound."""
+        self.parts = {}
+        self.order = []
+        for s in sensors:
+            self.parts[s["id"]] = _Part(self._maker(s, hal))
+            if not type_module(s["type"]).RANGED:
+                self.order.append(s["id"])
+        self.order += [s["id"] for s in sensors if s["id"] not in self.order]
 
     def _maker(self, s, hal):
         m = self.machine
@@ -214,8 +225,8 @@ class BoardHal:
     def _anchor(self):
         """Anchor the clock at the start of the RTC's current second."""
         if self._clock is not None:
-            s = self._rtc_ns() // 1000000000
-            self._clock.anchor(s + _epoch_offset(), (s * 1000 - self._step_ms) & ticks.MASK)
+            s = self._rtc_ms() // 1000
+            self._clock.anchor(s + self._epoch, (s * 1000 - self._step_ms) & ticks.MASK)
 
     def reset_cause(self):
         """"power", "soft", "hard", "watchdog", "deepsleep" or "unknown"."""
@@ -250,11 +261,12 @@ class BoardHal:
 
     def first_due(self, due_at):
         """(sensor, ms until it is due) of the first sensor to read: one
-        never read first, then the most overdue, then the soonest due."""
+        never read first (in `order`), then the most overdue, then the
+        soonest due."""
         now = self.now()
         sid = None
         best = 0
-        for k in due_at:
+        for k in self.order:
             d = due_at[k]
             left = -_MAX_WAIT_MS if d is None else ticks.diff(d, now)
             if sid is None or left < best:

@@ -108,6 +108,10 @@ def make_hal(cfg):
         except ValueError as e:  # bus-level samples: no emulated parts on a board
             reader.close()
             raise ValueError("hal.recording: %s" % e) from None
+    if hal["kind"] == "circuitpython":
+        from citynode.board.hal_circuitpython import CircuitPythonHal
+
+        return CircuitPythonHal(cfg)
     from citynode.board.hal_esp32 import BoardHal
 
     return BoardHal(cfg)
@@ -395,12 +399,16 @@ def safe_mode(cfg, reason, idle_s=SAFE_IDLE_S):
         sleep_ms(100)
 
 
-def main(path=CONFIG_PATH):
+def main(path=CONFIG_PATH, prepare=None):
     """Power-up: load and check the config, run the node, keep its
-    connection; any failure ends in safe mode, never in a traceback."""
+    connection; any failure ends in safe mode, never in a traceback.
+    `prepare(cfg)` completes the loaded config before it is checked (on
+    CircuitPython: the secrets from settings.toml)."""
     cfg = None
     try:
         cfg = load_config(path)
+        if prepare is not None:
+            prepare(cfg)
         check_config(cfg)
     except ValueError as e:
         return safe_mode(cfg, str(e))

@@ -2,7 +2,8 @@
 birth message, keepalive with dead-peer detection, reconnection with
 jittered exponential backoff.
 
-One body of code for MicroPython (the ESP32) and CPython (the desk). Every
+One body of code for MicroPython (the ESP32), CircuitPython (sockets from
+`socketpool`, given as `socket_pool`) and CPython (the desk). Every
 network wait has a deadline, so a main loop that calls `maintain()` (or
 `poll()`) is not held up for longer than `op_timeout_ms`. The guarantees
 and their limits (name lookup, TLS handshake) are in docs/mqtt.md.
@@ -15,9 +16,13 @@ and their limits (name lookup, TLS handshake) are in docs/mqtt.md.
         c.publish("citynode/s1/node-7/water", b"...", qos=1)
 """
 
-import select
-import socket
 from random import getrandbits
+
+try:
+    import select
+    import socket
+except ImportError:  # CircuitPython: sockets come from a socketpool.SocketPool (`socket_pool`)
+    select = socket = None
 
 from citynode.ticks import add as ticks_add
 from citynode.ticks import diff as ticks_diff
@@ -41,6 +46,9 @@ _RETAIN = 3
 _SENT = 4  # sent before: any later transmission carries DUP
 _SENT_AT = 5  # tick of the last transmission, None before the first
 
+# A socket read without waiting that found nothing (EAGAIN, ETIMEDOUT as
+# MicroPython's and CircuitPython's socketpool number them, and lwIP's).
+_NOTHING_YET = (11, 110, 116)
 _SCRATCH = 64  # bytes: small packet bodies are read into it, skipped payloads through it
 _ASSEMBLE_MAX = 1024  # bytes: a PUBLISH up to this size is assembled and written at once
 
@@ -77,7 +85,21 @@ class MQTTClient:
 
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  ssl_ca=None, server_hostname=None, will_topic=None, clean=True,
-                 op_timeout_ms=5000, max_pending=32, max_packet=4096, ack_timeout_ms=10000):
+                 op_timeout_ms=5000, max_pending=32, max_packet=4096, ack_timeout_ms=10000,
+                 socket_pool=None):
+        # Where sockets come from: the `socket` module, or (CircuitPython has
+        # none) a socketpool.SocketPool(wifi.radio), whose sockets cannot be polled:
+        # whether one is readable is learnt by reading one byte without
+        # waiting, and that byte is kept for the next read (_peek).
+        if socket_pool is None and socket is None:
+            import socketpool
+            import wifi
+
+            socket_pool = socketpool.SocketPool(wifi.radio)
+        self._pool = socket if socket_pool is None else socket_pool
+        self._polls = socket_pool is None
+        self._peek = bytearray(1)
+        self._peeked = False
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -264,8 +286,9 @@ class MQTTClient:
     def _open(self, end):
         raw = None
         err = MQTTError("no address for %s" % self.host)
-        for ai in socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM):
-            raw = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+        pool = self._pool
+        for ai in pool.getaddrinfo(self.host, self.port, 0, pool.SOCK_STREAM):
+            raw = pool.socket(ai[0], pool.SOCK_STREAM, ai[2])
             try:
                 raw.settimeout(self._left(end) / 1000)
                 raw.connect(ai[-1])
@@ -277,8 +300,8 @@ class MQTTClient:
             raise err
         # Small packets go out at once, not after the ACK of the one before
         # (where the runtime has the constants: not every MicroPython port does).
-        nodelay = getattr(socket, "TCP_NODELAY", None)
-        tcp = getattr(socket, "IPPROTO_TCP", None)
+        nodelay = getattr(pool, "TCP_NODELAY", None)
+        tcp = getattr(pool, "IPPROTO_TCP", None)
         if nodelay is not None and tcp is not None:
             raw.setsockopt(tcp, nodelay, 1)
         self._raw = self._sock = self._tsock = raw
@@ -296,8 +319,10 @@ class MQTTClient:
             self._tsock = s if hasattr(s, "settimeout") else raw
         s = self._sock
         self._readinto = s.readinto if hasattr(s, "readinto") else s.recv_into
-        self._poller = select.poll()
-        self._poller.register(self._sock, select.POLLIN)
+        self._peeked = False
+        if self._polls:
+            self._poller = select.poll()
+            self._poller.register(self._sock, select.POLLIN)
         self._rx = self._tx = ticks_ms()
 
     def _connect_packet(self):
@@ -586,6 +611,10 @@ class MQTTClient:
         """Fill the first `n` bytes of `buf` from the socket (a view only
         for a partial fill: most reads take the whole buffer at once)."""
         got = 0
+        if self._peeked:  # the byte _readable took
+            buf[0] = self._peek[0]
+            self._peeked = False
+            got = 1
         while got < n:
             self._tsock.settimeout(self._left(end) / 1000)
             k = self._readinto(buf if got == 0 and n == len(buf) else memoryview(buf)[got:n])
@@ -607,4 +636,18 @@ class MQTTClient:
         pending = getattr(self._sock, "pending", None)  # CPython TLS: bytes already decrypted
         if pending is not None and pending():
             return True
-        return bool(self._poller.poll(0))
+        if self._polls:
+            return bool(self._poller.poll(0))
+        if self._peeked:
+            return True
+        self._tsock.settimeout(0)
+        try:
+            k = self._readinto(self._peek)
+        except OSError as e:
+            if e.args and e.args[0] in _NOTHING_YET:
+                return False
+            raise
+        if not k:
+            raise _Closed("connection closed by the broker")
+        self._peeked = True
+        return True

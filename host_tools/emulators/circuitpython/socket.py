@@ -1,0 +1,2 @@
+# CircuitPython has no `socket` module: sockets come from `socketpool`.
+raise ImportError("no module named 'socket'")
