@@ -61,19 +61,24 @@ def mpy_cross_binary():
     return _tool("mpy-cross", "mpy-cross")
 
 
+def package_sources(src):
+    """The .py files of the package folder `src` and of its subpackages, in
+    order: what a board imports (a folder without __init__.py holds scripts
+    that are run, not imported)."""
+    return [py for py in sorted(Path(src).resolve().rglob("*.py")) if (py.parent / "__init__.py").exists()]
+
+
 def compile_package(src, dest, flags=()):
-    """Compile every .py of the package folder `src`, and of its
-    subpackages, to .mpy under `dest/<package name>/`, as it would be
-    copied to a board; returns that folder. `flags` go to mpy-cross (e.g.
-    `["-b", "6.1"]` for an older board's .mpy version). A syntax error
-    raises CalledProcessError with mpy-cross's message."""
+    """Compile every .py of the package folder `src` (`package_sources`) to
+    .mpy under `dest/<package name>/`, as it would be copied to a board;
+    returns that folder. `flags` go to mpy-cross (e.g. `["-b", "6.1"]` for
+    an older board's .mpy version). A syntax error raises
+    CalledProcessError with mpy-cross's message."""
     src = Path(src).resolve()
     root = src.parent
     out = Path(dest).resolve() / src.name
     cross = mpy_cross_binary()
-    for py in sorted(src.rglob("*.py")):
-        if not (py.parent / "__init__.py").exists():
-            continue  # scripts such as examples/ are run, not imported
+    for py in package_sources(src):
         rel = py.relative_to(root)
         target = Path(dest).resolve() / rel.with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)

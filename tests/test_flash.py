@@ -25,7 +25,7 @@ from rich.console import Console
 from serial.tools.list_ports_common import ListPortInfo
 
 from host_tools.cli import main as cli
-from host_tools.field import boards, flash
+from host_tools.field import boards, flash, transport
 from host_tools.field.esptool_log import showing_esptool
 from tests.conftest import ROOT
 
@@ -711,7 +711,7 @@ def test_a_folder_that_is_not_a_uf2_drive_is_refused(tmp_path, capsys):
     assert os.listdir(circuitpy) == ["boot_out.txt"]
 
 
-def test_a_missing_drive_is_one_line(tmp_path, capsys):
+def test_a_missing_drive_is_one_line(tmp_path, capsys, monkeypatch):
     path = circuitpython_uf2(tmp_path)
     gone = tmp_path / "media" / "FTHRS3BOOT"
     assert cli(["flash", "--board", FEATHER, "--drive", str(gone), str(path)]) == 2
@@ -722,31 +722,37 @@ def test_a_missing_drive_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1] == (
         "citynode flash: error: %s: cannot open the drive: Not a directory" % path)
     board = boards.load(FEATHER)
+    for name, where in (("VOLUMES", tmp_path), ("BY_LABEL", tmp_path), ("MOUNT_TABLE", tmp_path / "mounts")):
+        monkeypatch.setattr(transport, name, str(where))
     with pytest.raises(flash.FlashError) as e:
-        flash.find_uf2_drive(board, mounts=tmp_path / "mounts", by_label=tmp_path, volumes=tmp_path)
+        flash.find_uf2_drive(board)
     assert str(e.value) == (
         "no UF2 drive FTHRS3BOOT is mounted: put board adafruit-feather-esp32s3 in its UF2 bootloader (press "
         "RESET, then again while the RGB LED is purple), wait for the drive, or give it with `drive`")
 
 
-def test_the_drive_is_found_by_its_volume_label(tmp_path):
+def test_the_drive_is_found_by_its_volume_label(tmp_path, monkeypatch):
     board = boards.load(FEATHER)
+    monkeypatch.setattr(transport, "VOLUMES", str(tmp_path))
+    monkeypatch.setattr(transport, "BY_LABEL", str(tmp_path))
+    monkeypatch.setattr(transport, "MOUNT_TABLE", str(tmp_path / "mounts"))
     media = tmp_path / "media" / "tech" / "FTHRS3BOOT"
     stick = tmp_path / "mnt" / "my stick"
     mounts = tmp_path / "mounts"
     mounts.write_text("/dev/sda2 / ext4 rw 0 0\n/dev/sdb %s vfat rw,nosuid 0 0\n" % media)
-    assert flash.find_uf2_drive(board, mounts=mounts, by_label=tmp_path, volumes=tmp_path) == str(media)
+    assert flash.find_uf2_drive(board) == str(media)
     # mounted elsewhere: the device udev names by the label (/dev/disk/by-label/FTHRS3BOOT -> /dev/sdc)
     by_label, dev = tmp_path / "by-label", tmp_path / "sdc"
     by_label.mkdir()
     dev.touch()
     (by_label / "FTHRS3BOOT").symlink_to(dev)
+    monkeypatch.setattr(transport, "BY_LABEL", str(by_label))
     mounts.write_text("%s %s vfat rw 0 0\n" % (dev, str(stick).replace(" ", "\\040")))
-    assert flash.find_uf2_drive(board, mounts=mounts, by_label=by_label, volumes=tmp_path) == str(stick)
+    assert flash.find_uf2_drive(board) == str(stick)
     # macOS: /Volumes/FTHRS3BOOT
     (tmp_path / "FTHRS3BOOT").mkdir()
     with pytest.raises(flash.FlashError) as e:
-        flash.find_uf2_drive(board, mounts=mounts, by_label=by_label, volumes=tmp_path)
+        flash.find_uf2_drive(board)
     assert str(e.value) == "2 UF2 drives FTHRS3BOOT are mounted (%s, %s): choose one with `drive`" % tuple(
         sorted([str(tmp_path / "FTHRS3BOOT"), str(stick)]))
 

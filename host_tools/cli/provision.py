@@ -11,7 +11,10 @@ _DESCRIPTION = """\
 Provision nodes from a site file and an inventory through mpremote: build and
 check each node's config.json, compile the firmware with mpy-cross for the
 MicroPython each board runs, upload only the files that changed, write the
-config atomically and soft-reset the board so the node starts."""
+config atomically and soft-reset the board so the node starts. A CircuitPython
+board is written through its CIRCUITPY drive: the firmware as .py sources,
+the secrets in settings.toml, the changed files as one update that a pulled
+cable cannot leave half done; then press its RESET button."""
 
 
 _EPILOG = """\
@@ -20,10 +23,13 @@ examples:
   citynode provision --site site.toml --inventory inventory.csv --wait-online
   citynode provision --site site.toml --inventory inventory.csv --only pk-01 --port pk-01=/dev/ttyUSB0
   citynode provision --site site.toml --inventory inventory.csv --resume
+  citynode provision --site site.toml --inventory inventory.csv --port st-02=/media/tech/CIRCUITPY
 
 The site file (TOML) holds the site name, the broker, Wi-Fi, node options and
 sensor defaults per kind; the inventory (CSV) one row per node: node, board,
-port, bays ("bay-1:ultrasonic bay-2:magnetic") or mount_mm, location.
+port, bays ("bay-1:ultrasonic bay-2:magnetic") or mount_mm, location. A
+CircuitPython board's port is its mounted drive: its folder, CIRCUITPY or
+label:NAME (the one drive mounted with that volume label).
 Secrets (broker and Wi-Fi passwords) are never in the site file nor printed:
 write password = "env:NAME", or keep them in SITE.secrets.toml, which git
 ignores. A second run uploads nothing when nothing changed. The result of
@@ -66,7 +72,8 @@ def cmd_provision(args):
 
 
 def add_parser(sub):
-    p = sub.add_parser("provision", help="provision boards from a site file and an inventory (mpremote)",
+    p = sub.add_parser("provision", help="provision boards from a site file and an inventory (mpremote, "
+                                         "CIRCUITPY drives)",
                        description=_DESCRIPTION, epilog=_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--site", required=True, metavar="SITE.toml", help="the site file (TOML)")
@@ -74,7 +81,8 @@ def add_parser(sub):
                    help="the inventory (CSV), one row per node")
     p.add_argument("--only", nargs="+", metavar="NODE", help="provision only these nodes of the inventory")
     p.add_argument("--port", action="append", type=_port_pair, metavar="NODE=PORT",
-                   help="the serial port of NODE, over the inventory's port column (repeat for more nodes)")
+                   help="the serial port of NODE, or its CIRCUITPY drive (a folder, CIRCUITPY or "
+                        "label:NAME), over the inventory's port column (repeat for more nodes)")
     p.add_argument("--resume", action="store_true",
                    help="redo only the nodes that did not succeed in the last run (from the state file)")
     p.add_argument("--wait-online", nargs="?", type=float, const=DEFAULT_ONLINE_S, metavar="SECONDS",

@@ -2,15 +2,18 @@
 .mpy version the board runs (after checking its MicroPython and its
 architecture against its board profile), with the libraries, the node's
 config, its recording (virtual boards) and the broker's CA; and which of
-those files differ from what the board holds.
+those files differ from what the board holds. A CircuitPython board gets
+the same firmware and libraries as .py sources, CircuitPython's own entry
+files (firmware/circuitpython/), and its secrets in settings.toml instead
+of config.json.
 
 `Workspace` builds each thing once per batch, in a private temporary
-folder; `compile_flags` checks a board; `changes` compares with a probe.
-Used by `citynode provision` (host_tools.field.provision).
+folder; `compile_flags` checks a MicroPython board, `check_drive` a
+CircuitPython one; `changes` compares with a probe. Used by `citynode
+provision` (host_tools.field.provision).
 """
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -19,10 +22,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from host_tools import mpy
+from host_tools import mpy, tomlfile
 from host_tools.desk import replay
 from host_tools.field import sites
-from host_tools.field.transport import BoardError, mpy_text
+from host_tools.field.transport import BoardError, mpy_text, read_only, sha256_file
 from host_tools.paths import FIRMWARE
 
 PACKAGE = "citynode"
@@ -31,6 +34,16 @@ PACKAGE = "citynode"
 LIBRARIES = ("adafruit_bme280", "adafruit_bus_device")
 MIN_MICROPYTHON = (1, 20)  # the oldest MicroPython the firmware is written for
 UNIX_PLATFORMS = ("linux", "darwin")  # where the virtual board's unix port runs
+CIRCUITPYTHON = "circuitpython"  # a board profile's runtime for a CircuitPython board
+CIRCUITPYTHON_FILES = FIRMWARE / "circuitpython"  # its code.py and boot.py
+MIN_CIRCUITPYTHON = 9  # the oldest CircuitPython the firmware is written for
+# What a CircuitPython node reads with os.getenv from /settings.toml instead
+# of its config.json (citynode.board.hal_circuitpython.settings_into):
+# (config section, field, key). Wi-Fi under CircuitPython's own keys, with
+# which CircuitPython itself joins the network at start-up (and starts its
+# web workflow, whose file access stays off without CIRCUITPY_WEB_API_PASSWORD).
+SETTINGS = (("network", "ssid", "CIRCUITPY_WIFI_SSID"), ("network", "password", "CIRCUITPY_WIFI_PASSWORD"),
+            ("broker", "password", "CITYNODE_BROKER_PASSWORD"))
 
 
 class BuildError(BoardError):
@@ -90,15 +103,34 @@ def compile_flags(info, row):
     return flags
 
 
+def on_drive(board):
+    """Whether `board` is provisioned through its CIRCUITPY drive."""
+    return board.runtime == CIRCUITPYTHON
+
+
+def check_drive(info, row):
+    """Check the CircuitPython drive `info` describes (transport.DriveInfo)
+    for inventory row `row`: CircuitPython 9 or newer, the board id of the
+    row's profile, a drive this computer may write; BuildError (one line:
+    what and the fix) otherwise."""
+    board = row.board
+    if info.version[0] < MIN_CIRCUITPYTHON:
+        raise BuildError("%s runs CircuitPython %s (boot_out.txt): the firmware needs CircuitPython %d or "
+                         "newer; install it from circuitpython.org/board/%s"
+                         % (info.root, info.release, MIN_CIRCUITPYTHON, board.board_id))
+    if info.board_id != board.board_id:
+        raise BuildError("%s is Board ID %s (boot_out.txt), but profile %s is %s; fix the board or the port "
+                         "in the inventory" % (info.root, info.board_id, board.name, board.board_id))
+    if not info.writable:
+        raise BuildError(read_only(info.root))
+
+
 # ---- the files of a node
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(65536), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _sources(package, prefix):
+    """{board path: local file}: the .py files of `package` under `prefix`."""
+    return {prefix + py.relative_to(package.parent).as_posix(): py for py in mpy.package_sources(package)}
 
 
 class Workspace:
@@ -174,20 +206,70 @@ class Workspace:
                 self._ca.write_bytes(sites.ca_der(self.site.tls_ca))
             return self._ca
 
+    def circuitpython(self):
+        """{drive path: local file}: CircuitPython's code.py and boot.py, the
+        package and LIBRARIES (under /lib) as .py sources: a .mpy from
+        MicroPython's mpy-cross does not load on CircuitPython."""
+        files = {"/code.py": CIRCUITPYTHON_FILES / "code.py", "/boot.py": CIRCUITPYTHON_FILES / "boot.py"}
+        files.update(_sources(FIRMWARE / PACKAGE, "/"))
+        for name in LIBRARIES:
+            files.update(_sources(Path(mpy.library_path()) / name, "/lib/"))
+        return files
+
     def config(self, node, cfg):
         """The node's config as a private file named config.json.new."""
+        return self._private(node, "config.json.new", config_text(cfg))
+
+    def settings(self, node, settings):
+        """The node's settings.toml (`settings_text`) as a private file."""
+        return self._private(node, "settings.toml", settings_text(settings))
+
+    def _private(self, node, name, text):
+        """File `name` of node `node`, readable by this user only (it may
+        hold secrets)."""
         d = self.dir / ("node-" + node)
         d.mkdir(exist_ok=True)
-        path = d / "config.json.new"
+        path = d / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(config_text(cfg))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         return path
 
 
 def config_text(cfg):
     """config.json's bytes: the same config always gives the same text."""
     return json.dumps(cfg, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def drive_config(cfg):
+    """(config.json, settings.toml's keys) of a CircuitPython node from its
+    checked config `cfg`: the fields of SETTINGS move to settings.toml, the
+    rest stays (a Wi-Fi node's `network` keeps its `kind`)."""
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    settings = {}
+    for section, key, name in SETTINGS:
+        if key in config.get(section, {}):
+            settings[name] = config[section].pop(key)
+    return config, settings
+
+
+def settings_text(settings):
+    """settings.toml's text: one `KEY = "value"` line per setting, quoted so
+    that CircuitPython's os.getenv and TOML read the same value."""
+    lines = ["# CircuitPython reads these with os.getenv; written by citynode provision"]
+    lines += ["%s = %s" % (k, tomlfile.quote(v)) for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def drive_files(row, site, workspace, cfg):
+    """{drive path: local file}: everything a CircuitPython node's drive
+    holds, its config `cfg` split into config.json and settings.toml."""
+    files = workspace.circuitpython()
+    files.update(node_extras(row, site, workspace))
+    config, settings = drive_config(cfg)
+    files["/config.json"] = workspace.config(row.node, config)
+    files["/settings.toml"] = workspace.settings(row.node, settings)
+    return files
 
 
 def node_extras(row, site, workspace):
@@ -204,7 +286,10 @@ def node_extras(row, site, workspace):
 def probe_paths(row, site):
     """The single files provisioning owns on a node's flash (the package
     folder is listed as a whole)."""
-    paths = ["/boot.py", "/main.py", "/config.json"]
+    if on_drive(row.board):
+        paths = ["/boot.py", "/code.py", "/settings.toml", "/config.json"]
+    else:
+        paths = ["/boot.py", "/main.py", "/config.json"]
     if row.board.virtual:
         paths.append(sites.RECORDING_PATH)
     if site.tls_ca is not None:

@@ -28,13 +28,12 @@ import errno
 import grp
 import hashlib
 import os
-import re
 import struct
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools.field import boards
+from host_tools.field import boards, transport
 
 # A MicroPython or CircuitPython firmware .bin is ESP-IDF's flash layout from
 # the image offset on: the second-stage bootloader, the partition table at
@@ -398,7 +397,6 @@ _UF2_FIELDS = ("magicStart0", "magicStart1", "flags", "targetAddr", "payloadSize
                "familyID")
 _UF2_MAGIC = {"magicStart0": 0x0A324655, "magicStart1": 0x9E5D5157, "magicEnd": 0x0AB16F30}
 _UF2_CHUNK = 64 * UF2_BLOCK_SIZE  # bytes per write, and per step of the progress bar
-_MOUNT_ESCAPE = re.compile(r"\\([0-7]{3})")  # the kernel writes a space in a mount point as \040
 UF2_BOOTLOADER = "press RESET, then again while the RGB LED is purple"
 
 
@@ -464,40 +462,23 @@ def check_uf2(path, board):
                     payload=payload)
 
 
-def _unescape(field):
-    return _MOUNT_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _mounts(table):
-    """(device, mount point) of each line of a mount table such as /proc/self/mounts."""
-    try:
-        lines = Path(table).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    return [(_unescape(f[0]), _unescape(f[1])) for f in (line.split() for line in lines) if len(f) >= 2]
-
-
-def find_uf2_drive(board, mounts="/proc/self/mounts", by_label="/dev/disk/by-label", volumes="/Volumes"):
+def find_uf2_drive(board):
     """Where `board`'s UF2 drive is mounted, found by the volume label in its
-    profile: a mount point named by the label (/media/USER/FTHRS3BOOT,
-    /Volumes/FTHRS3BOOT) or the mount of the device with that label."""
+    profile (transport.find_mounted: a mount point named by the label,
+    /media/USER/FTHRS3BOOT or /Volumes/FTHRS3BOOT, or the mount of the
+    device with that label)."""
     if board.uf2 is None:
         raise FlashError("board %s has no [uf2] volume in its profile to find its drive by: give the mounted "
                          "drive with `drive`" % board.name)
     label = board.uf2["volume"]
-    device = Path(by_label, label)
-    device = os.path.realpath(device) if device.exists() else None
-    found = {point for dev, point in _mounts(mounts)
-             if Path(point).name == label or (device and os.path.realpath(dev) == device)}
-    if Path(volumes, label).is_dir():
-        found.add(str(Path(volumes, label)))
+    found = transport.find_mounted(label)
     if len(found) == 1:
-        return found.pop()
+        return found[0]
     if not found:
         raise FlashError("no UF2 drive %s is mounted: put board %s in its UF2 bootloader (%s), wait for the "
                          "drive, or give it with `drive`" % (label, board.name, UF2_BOOTLOADER))
     raise FlashError("%d UF2 drives %s are mounted (%s): choose one with `drive`" % (
-        len(found), label, ", ".join(sorted(found))))
+        len(found), label, ", ".join(found)))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,13 @@ config.json):
 6. optionally wait for the node's `online` on the broker: a fresh one, sent
    after the reset, not the retained one of its previous run.
 
+A CircuitPython board (its profile's runtime) is reached through its
+CIRCUITPY drive instead: its boot_out.txt says which CircuitPython and
+board it is (checked before any board is touched), the firmware goes as .py
+sources with CircuitPython's code.py and boot.py, the secrets in
+settings.toml, and the changed files are written as one journalled update
+(transport.Drive.put); then the technician presses RESET.
+
 The board is reached through host_tools.field.transport (steps 1, 4, 5) and the
 files are built by host_tools.field.build (steps 2, 3, 4); this module orders the
 steps for each node and runs the batch. `run(...)` does the batch and
@@ -39,7 +46,7 @@ from pathlib import Path
 
 from citynode import topic_prefix
 from host_tools.field import build, sites
-from host_tools.field.transport import Board, BoardError
+from host_tools.field.transport import Board, BoardError, Drive
 
 BOOT_MARK = b"citynode boot"  # what firmware/boot.py prints
 DEFAULT_JOBS = 4
@@ -59,6 +66,8 @@ from citynode.storage import replace
 replace('/config.json.new', '/config.json')
 """
 PORT_HINT = "the inventory's port column or --port"
+SERIAL_PORT = "serial port (e.g. /dev/ttyUSB0)"
+DRIVE_PORT = "CIRCUITPY drive (its folder, CIRCUITPY or label:NAME)"
 
 
 # ---- the node's status on the broker
@@ -153,30 +162,47 @@ def provision_node(row, port, cfg, site, workspace, wait_online=None, say=print)
     """Provision one board; returns {"uploaded", "removed", "online_s"}.
     ProvisionError (one line) when it cannot."""
     folders = ["/" + build.PACKAGE] + ([] if row.board.virtual else ["/lib/" + n for n in build.LIBRARIES])
-    board = Board(port, PORT_HINT)
-    info = board.probe(build.probe_paths(row, site), folders)
-    say("%s on %s" % (info.describe(), port))
-    flags = build.compile_flags(info, row)
-    files = workspace.firmware(flags)
-    if not row.board.virtual:  # a board reads its BME280 through Adafruit's driver
-        files.update(workspace.libraries(flags))
-    files.update(build.node_extras(row, site, workspace))
-    files["/config.json"] = workspace.config(row.node, cfg)
+    drive = build.on_drive(row.board)
+    if drive:
+        board = Drive(port, PORT_HINT)
+        info = board.identify()
+        say("%s on %s" % (info.describe(), board.root))
+        build.check_drive(info, row)
+        info = board.probe(build.probe_paths(row, site), folders)
+        if info.update:
+            say("a cut-off update was found and %s, as the board's boot.py would" % info.update)
+        files = build.drive_files(row, site, workspace, cfg)
+    else:
+        board = Board(port, PORT_HINT)
+        info = board.probe(build.probe_paths(row, site), folders)
+        say("%s on %s" % (info.describe(), port))
+        flags = build.compile_flags(info, row)
+        files = workspace.firmware(flags)
+        if not row.board.virtual:  # a board reads its BME280 through Adafruit's driver
+            files.update(workspace.libraries(flags))
+        files.update(build.node_extras(row, site, workspace))
+        files["/config.json"] = workspace.config(row.node, cfg)
     to_upload, to_remove = build.changes(files, info.files)
+    verb, noun = ("writing", "write") if drive else ("uploading", "upload")
     if to_upload:
         size = sum(Path(files[p]).stat().st_size for p in to_upload)
-        say("uploading %s (%.1f KB)" % (_count(len(to_upload), "file"), size / 1024))
+        say("%s %s (%.1f KB)" % (verb, _count(len(to_upload), "file"), size / 1024))
     if to_remove:
         say("removing %s: %s" % (_count(len(to_remove), "stale file"), " ".join(to_remove)))
-    if to_upload or to_remove:
+    if drive and (to_upload or to_remove):
+        board.put(files, to_upload, to_remove)
+    elif to_upload or to_remove:
         board.put(files, to_upload, to_remove, then=_COMMIT_CONFIG if "/config.json" in to_upload else None)
     else:
-        say("up to date: nothing to upload")
+        say("up to date: nothing to %s" % noun)
     watch = StatusWatch(site, row.node) if wait_online else None
     try:
         t_reset = time.monotonic()
-        board.soft_reset(BOOT_MARK)
-        say("soft reset: boot.py and main.py run")
+        if drive:  # no console here to reset it from
+            say("press the board's RESET button: boot.py, then code.py start the node")
+        else:
+            board.soft_reset(BOOT_MARK)
+            say("soft reset: boot.py and main.py run")
         online_s = None
         if watch is not None:
             online_s = watch.wait(wait_online, t_reset)
@@ -296,9 +322,17 @@ def plan(site_path, inventory_path, only=(), ports=None, resume=False, state_pat
     configs = {}
     for r in rows:
         port = (ports or {}).get(r.node) or r.port
+        on_drive = build.on_drive(r.board)
         if port is None and need_ports:
-            errors.append("%s: port: empty; fill in the board's serial port (e.g. /dev/ttyUSB0) or pass "
-                          "`port` %s=PORT" % (r.where, r.node))
+            errors.append("%s: port: empty; fill in the board's %s or pass `port` %s=PORT"
+                          % (r.where, DRIVE_PORT if on_drive else SERIAL_PORT, r.node))
+        elif port is not None and need_ports and on_drive:
+            try:  # a drive is checked now: reading it touches nothing
+                drive = Drive(port, PORT_HINT)
+                build.check_drive(drive.identify(), r)
+                port = str(drive.root)
+            except BoardError as e:
+                errors.append("%s: port: %s" % (r.where, e))
         port_of[r.node] = port
         try:
             configs[r.node] = sites.build_config(site, r)
