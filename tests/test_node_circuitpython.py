@@ -22,15 +22,15 @@ import pytest
 
 from citynode import VERSION
 from host_tools import mpy
-from host_tools.desk import rawbus, replay, synth
+from host_tools.desk import rawbus, replay
 from host_tools.mosquitto import HOST, Broker
 from host_tools.paths import FIRMWARE, ROOT
 from tests.paho_subscriber import Subscriber, publish, unique
+from tests.test_node_vboard import STORM_H, storm_slice
 from tests.test_schemas import StrictValidator, load_schema
 
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 EMULATION = ROOT / "host_tools" / "emulators" / "circuitpython"
-STORM_H = (16.0, 17.6)  # the flood event's storm: watch, warning, danger (as tests/test_node_vboard.py)
 HEALTH_S = 600
 WIFI = {"ssid": "city-iot", "password": 'pa"ss\\word', "rssi": -58, "join_ms": 1200}
 HAL = {"kind": "circuitpython", "pins": {"street": {"trig": "D5", "echo": "D6"}},
@@ -49,15 +49,11 @@ def broker():
 def storm(tmp_path_factory):
     """The storm slice (plain JSON Lines) and its bus-level twin."""
     d = tmp_path_factory.mktemp("storm")
-    lines = list(synth.flood_event().lines())
-    lo, hi = int(STORM_H[0] * 3600000), int(STORM_H[1] * 3600000)
-    kept = [ln for ln in lines[1:] if lo <= json.loads(ln)["t"] < hi]
     plain = d / "storm.jsonl"
-    plain.write_text("\n".join([lines[0]] + kept) + "\n")
+    last = storm_slice(plain)
     bus = d / "storm-bus.jsonl"
     rawbus.to_raw(plain, bus)
-    last = max(json.loads(ln)["t"] for ln in kept)
-    return plain, bus, last - lo
+    return plain, bus, last - int(STORM_H[0] * 3600000)
 
 
 def toml_string(s):
@@ -65,10 +61,11 @@ def toml_string(s):
 
 
 def make_drive(d, config):
-    """A CIRCUITPY drive: code.py, citynode/ and lib/ as .py, settings.toml
+    """A CIRCUITPY drive: boot.py, code.py, citynode/ and lib/ as .py, settings.toml
     with the Wi-Fi secrets, config.json without them."""
     d.mkdir()
-    shutil.copy(FIRMWARE / "circuitpython" / "code.py", d / "code.py")
+    for name in ("boot.py", "code.py"):
+        shutil.copy(FIRMWARE / "circuitpython" / name, d / name)
     shutil.copytree(FIRMWARE / "citynode", d / "citynode", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("adafruit_bme280", "adafruit_bus_device"):
         shutil.copytree(os.path.join(mpy.library_path(), name), d / "lib" / name,

@@ -46,14 +46,21 @@ def broker():
         yield b
 
 
-@pytest.fixture(scope="module")
-def storm(tmp_path_factory):
-    """A slice of the synthetic flood event, as plain JSON Lines."""
+def storm_slice(path):
+    """Write the storm slice of the synthetic flood event to `path` as plain
+    JSON Lines; returns the recording time (ms) of its last sample."""
     lines = list(synth.flood_event().lines())
     lo, hi = int(STORM_H[0] * 3600000), int(STORM_H[1] * 3600000)
     kept = [ln for ln in lines[1:] if lo <= json.loads(ln)["t"] < hi]
-    path = tmp_path_factory.mktemp("rec") / "storm.jsonl"
     path.write_text("\n".join([lines[0]] + kept) + "\n")
+    return json.loads(kept[-1])["t"]
+
+
+@pytest.fixture(scope="module")
+def storm(tmp_path_factory):
+    """A slice of the synthetic flood event, as plain JSON Lines."""
+    path = tmp_path_factory.mktemp("rec") / "storm.jsonl"
+    storm_slice(path)
     return path
 
 

@@ -31,8 +31,7 @@ CircuitPython module in place of MicroPython's `machine`, `network` and
 
 import time
 
-from citynode import ticks
-from citynode.board.hal_esp32 import NET_WAIT_MS, BoardHal
+from citynode.board.hal_esp32 import BoardHal
 from citynode.sense.ranging import RANGERS
 from citynode.sensors import get as type_module
 from citynode.storage import write_atomic
@@ -206,25 +205,13 @@ class CircuitPythonHal(BoardHal):
         self._mono0 = time.monotonic_ns() // 1000000
         self._rtc0 = time.time() * 1000  # the RTC's ms at `_mono0` (to its second)
         self._epoch = 0  # CircuitPython's time.time() counts from 1970
-        self._step_ms = 0
-        self._clock = None
-        hal = cfg["hal"]
+        self._ntptime = _Sntp(self)
         wdt = microcontroller.watchdog
-        wdt.timeout = hal.get("wdt_s", 30)
+        wdt.timeout = cfg["hal"].get("wdt_s", 30)
         wdt.mode = watchdog.WatchDogMode.RESET
         wdt.feed()
         self.wdt = wdt
-        self._i2c = self._uart = None
-        self._add_parts(cfg["sensors"], hal)
-        self.ntp_host = cfg.get("ntp", "pool.ntp.org")
-        self._ntptime = _Sntp(self)
-        self.net = cfg.get("network")
-        self.wlan = None
-        self.synced = False
-        self._next_check = self._next_ntp = ticks.now_ms()
-        if self.net is not None:
-            self._join(NET_WAIT_MS)
-            self._sync_time()
+        self._start(cfg)
 
     # ---- parts
 

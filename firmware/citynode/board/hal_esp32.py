@@ -84,14 +84,18 @@ class BoardHal:
         self.machine = machine
         self._rtc_ns = time.time_ns if time_ns is None else time_ns
         self._epoch = _epoch_offset()  # seconds from 1970 to the RTC's epoch
-        self._step_ms = 0  # how far NTP has set the RTC, all told: ticks leave it out
-        self._clock = None
         self._network = network
         self._ntptime = ntptime
-        hal = cfg["hal"]
-        self.wdt = machine.WDT(timeout=hal.get("wdt_s", 30) * 1000)
+        self.wdt = machine.WDT(timeout=cfg["hal"].get("wdt_s", 30) * 1000)
+        self._start(cfg)
+
+    def _start(self, cfg):
+        """Once the RTC and the watchdog are there: the parts, then the link
+        joined and the clock set (at boot, bounded)."""
+        self._step_ms = 0  # how far NTP has set the RTC, all told: ticks leave it out
+        self._clock = None
         self._i2c = self._uart = None
-        self._add_parts(cfg["sensors"], hal)
+        self._add_parts(cfg["sensors"], cfg["hal"])
         self.ntp_host = cfg.get("ntp", "pool.ntp.org")
         self.net = cfg.get("network")
         self.wlan = None
