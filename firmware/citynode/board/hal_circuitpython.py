@@ -32,8 +32,6 @@ CircuitPython module in place of MicroPython's `machine`, `network` and
 import time
 
 from citynode.board.hal_esp32 import BoardHal
-from citynode.sense.ranging import RANGERS
-from citynode.sensors import get as type_module
 from citynode.storage import write_atomic
 
 REJOIN_S = 5  # after boot: how long one attempt to rejoin Wi-Fi may block
@@ -215,47 +213,20 @@ class CircuitPythonHal(BoardHal):
 
     # ---- parts
 
-    def _maker(self, s, hal):
+    def _ranger_pins(self, pins):
+        """(trigger, echo, pulse_us): `digitalio` for the trigger, PulseIn for the echo."""
         import board
+        import digitalio
+        import pulseio
 
-        kind = type_module(s["type"])
-        driver = s.get("driver", kind.DRIVER)
-        if kind.RANGED:
-            if driver == "a02yyuw":
-                def make():
-                    from citynode.drivers.a02yyuw import A02YYUW
+        dio = digitalio.DigitalInOut(getattr(board, pins["trig"]))
+        dio.switch_to_output(value=False)
+        pulses = pulseio.PulseIn(getattr(board, pins["echo"]), maxlen=4, idle_state=False)
+        pulses.pause()
+        return _Trigger(dio, pulses), _Echo(pulses), _pulse_us
 
-                    return A02YYUW(self._bus_uart(hal["uart"]))
-                return make
-            pins = hal["pins"][s["id"]]
-            pings = s.get("pings", 7)
-
-            def make():
-                import digitalio
-                import pulseio
-
-                from citynode.drivers.hcsr04 import HCSR04
-
-                dio = digitalio.DigitalInOut(getattr(board, pins["trig"]))
-                dio.switch_to_output(value=False)
-                pulses = pulseio.PulseIn(getattr(board, pins["echo"]), maxlen=4, idle_state=False)
-                pulses.pause()
-                echo = _Echo(pulses)
-                return HCSR04(_Trigger(dio, pulses), echo, pings=pings, timeout_us=RANGERS[driver][2],
-                              pulse_us=_pulse_us)
-            return make
-        if driver == "qmc5883l":
-            def make():
-                from citynode.drivers.qmc5883l import QMC5883L
-
-                return QMC5883L(_Registers(self._bus_i2c(hal["i2c"])))
-            return make
-
-        def make():
-            from citynode.drivers.bme280 import BME280
-
-            return BME280(self._bus_i2c(hal["i2c"]))
-        return make
+    def _registers(self, i2c):
+        return _Registers(i2c)
 
     def _bus_i2c(self, c):
         if self._i2c is None:

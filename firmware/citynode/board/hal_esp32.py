@@ -120,11 +120,10 @@ class BoardHal:
         self.order += [s["id"] for s in sensors if s["id"] not in self.order]
 
     def _maker(self, s, hal):
-        m = self.machine
+        """A function that makes sensor `s`'s driver on its pins or bus."""
         kind = type_module(s["type"])
         driver = s.get("driver", kind.DRIVER)
         if kind.RANGED:
-            pings = s.get("pings", 7)
             if driver == "a02yyuw":
                 def make():
                     from citynode.drivers.a02yyuw import A02YYUW
@@ -132,18 +131,19 @@ class BoardHal:
                     return A02YYUW(self._bus_uart(hal["uart"]))
                 return make
             pins = hal["pins"][s["id"]]
+            pings = s.get("pings", 7)
 
             def make():
                 from citynode.drivers.hcsr04 import HCSR04
 
-                return HCSR04(m.Pin(pins["trig"], m.Pin.OUT, value=0), m.Pin(pins["echo"], m.Pin.IN),
-                              pings=pings, timeout_us=RANGERS[driver][2], pulse_us=m.time_pulse_us)
+                trig, echo, pulse_us = self._ranger_pins(pins)
+                return HCSR04(trig, echo, pings=pings, timeout_us=RANGERS[driver][2], pulse_us=pulse_us)
             return make
         if driver == "qmc5883l":
             def make():
                 from citynode.drivers.qmc5883l import QMC5883L
 
-                return QMC5883L(self._bus_i2c(hal["i2c"]))
+                return QMC5883L(self._registers(self._bus_i2c(hal["i2c"])))
             return make
 
         def make():
@@ -151,6 +151,15 @@ class BoardHal:
 
             return BME280(self._bus_i2c(hal["i2c"]))
         return make
+
+    def _ranger_pins(self, pins):
+        """(trigger, echo, pulse_us) for a trigger/echo ranger on `pins`."""
+        m = self.machine
+        return (m.Pin(pins["trig"], m.Pin.OUT, value=0), m.Pin(pins["echo"], m.Pin.IN), m.time_pulse_us)
+
+    def _registers(self, i2c):
+        """The bus with `machine.I2C`'s register calls (it has them here)."""
+        return i2c
 
     def _bus_i2c(self, c):
         if self._i2c is None:
