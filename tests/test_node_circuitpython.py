@@ -171,6 +171,57 @@ def test_the_storm_through_emulated_parts_is_the_micropython_stream(broker, stor
         assert (h["reset"], h["rssi"], h["fw"]) == ("power", WIFI["rssi"], VERSION)
         assert h["lost"] == h["dropped"] == 0
     assert WIFI["password"] not in "".join(board.outputs)
+    assert (board.drive / "outbox").is_dir()  # boot.py gave the drive to the code: the outbox is on flash
+
+
+AWAY_MS = 10 * 60 * 1000  # Wi-Fi out of reach for the first ten minutes of the run
+
+
+def run_with_usb_drive(broker, storm, tmp_path, name, **extra):
+    """BOOT held as boot.py runs and Wi-Fi away for AWAY_MS: the storm's
+    first 30 minutes; the first copy of each message, by seq."""
+    plain, bus, _last_ms = storm
+    header = json.loads(plain.read_text().split("\n", 1)[0])
+    site = unique(name)
+    prefix = "citynode/%s/feather-1/" % site
+    board = Board(tmp_path, node_config(broker.port, site, header["sensors"], health_s=60, **extra), bus,
+                  30 * 60 * 1000, held=["BUTTON"], wifi=dict(WIFI, away_until_ms=AWAY_MS))
+    with Subscriber(broker.port, prefix) as sub:
+        board.run()
+        assert sub.wait(lambda: sub.status()[-1:] == [b"offline"], timeout=30), sub.status()
+        time.sleep(0.5)
+        first, _order = first_sightings(sub.data())
+    assert "BOOT held: the drive is writable over USB" in board.outputs[0]
+    assert not (board.drive / "outbox").exists()  # nothing written: the drive is USB's
+    return first
+
+
+def test_a_drive_left_to_usb_keeps_the_outbox_in_ram_and_loses_nothing(broker, storm, tmp_path):
+    """BOOT held at start: boot.py leaves the drive writable over USB, so
+    read-only to the code (writes fail with EROFS). The node still runs,
+    its outbox in RAM, and says so in every health message; the readings
+    taken while Wi-Fi was out of reach reach the broker once it is back,
+    seq 1..N without a gap, nothing dropped."""
+    first = run_with_usb_drive(broker, storm, tmp_path, "cpro")
+    assert sorted(first) == list(range(1, len(first) + 1))
+    health = [p for suffix, p in first.values() if suffix == "health"]
+    assert health and all(h["dropped"] == h["lost"] == 0 for h in health)
+    note = "filesystem read-only: outbox in RAM (32 KB, lost at a reset), settings not stored"
+    assert all(h["notes"] == [note] for h in health)
+    away = [h for h in health if h["uptime_s"] < AWAY_MS // 1000]
+    assert len(away) >= 8  # health went on while Wi-Fi was away ...
+    assert all(h["outbox_depth"] == h["seq"] - 1 for h in away)  # ... with every message before it in RAM
+    assert all(h["outbox_depth"] < 5 for h in health if h["uptime_s"] > AWAY_MS // 1000 + 60)  # then sent
+
+
+def test_a_full_ram_outbox_drops_the_oldest_and_counts_them(broker, storm, tmp_path):
+    """The same with 4 KB of RAM for the outbox: the outage overfills it,
+    the oldest readings go, and health counts exactly the messages missing."""
+    first = run_with_usb_drive(broker, storm, tmp_path, "cpdrop", outbox_ram_kb=4)
+    missing = set(range(1, max(first) + 1)) - set(first)
+    dropped = max(p["dropped"] for suffix, p in first.values() if suffix == "health")
+    assert missing and len(missing) == dropped
+    assert max(missing) < min(s for s in first if s > min(missing))  # the oldest went: one run of seqs
 
 
 def test_commands_birth_and_will(broker, storm, tmp_path):

@@ -482,9 +482,9 @@ def test_a_read_only_drive_is_one_line_and_nothing_is_written(site):
     assert p.stderr.splitlines() == [
         "citynode provision: error: %s:2: port: %s" % (site["inv"], transport.read_only(drive))]
     assert transport.read_only(drive) == (
-        "%s is mounted read-only: the board's boot.py gave its filesystem to the code; press RESET, then "
-        "press it again while the status LED blinks yellow (CircuitPython's safe mode, which skips boot.py) "
-        "to give USB write access back, then run again" % drive)
+        "%s is mounted read-only: the board's boot.py gave its filesystem to the code; to give it to USB, "
+        "press RESET, then hold BOOT from when the status LED blinks yellow until the drive shows up again "
+        "(boot.py leaves it writable over USB until the next reset), then run again" % drive)
     assert p.stdout == ""
     assert files_of(drive) == before
     # A drive that turns read-only under a write: the same line, and nothing of the update.

@@ -81,19 +81,44 @@ def finish_update(root="/", fs=None):
     return "dropped" if steps is None else "finished"
 
 
+def usb_asks_for_the_drive():
+    """True while the board's BOOT button (`board.BUTTON`, to ground) is
+    held. On the ESP32-S3 BOOT is also a strapping pin: held through RESET
+    it starts the ROM bootloader, and pressed while the status LED is
+    purple, the UF2 bootloader; pressed after those (when the LED blinks
+    yellow) it reaches this check."""
+    import board
+    import digitalio
+
+    pin = getattr(board, "BUTTON", None)
+    if pin is None:
+        return False
+    button = digitalio.DigitalInOut(pin)
+    button.switch_to_input(pull=digitalio.Pull.UP)
+    held = not button.value
+    button.deinit()
+    return held
+
+
 try:
     import storage
 except ImportError:  # not CircuitPython (MicroPython, the tests): the filesystem is the code's
     _update = finish_update()
 else:
     # CircuitPython's code may write its own filesystem only once boot.py has
-    # remounted it, before USB is up: for the update, then back to
-    # CircuitPython's default (the drive writable over USB), which the storage
-    # policy that follows may change.
+    # remounted it, before USB is up. The node's policy: the drive is the
+    # code's (its outbox and settings), read-only over USB, unless BOOT is
+    # held now; then the drive stays writable over USB for this boot (for
+    # `citynode provision` or editing) and the node keeps its outbox in RAM.
+    # CircuitPython's safe mode (RESET pressed again while the LED blinks
+    # yellow) skips this file: the drive is USB's and the node does not run.
     storage.remount("/", readonly=False)
     try:
         _update = finish_update()
     finally:
-        storage.remount("/", readonly=True)
+        _usb = usb_asks_for_the_drive()
+        storage.remount("/", readonly=_usb)
+    if _usb:
+        print("citynode: BOOT held: the drive is writable over USB until the next reset; outbox in RAM")
 if _update:
     print("citynode update: %s" % _update)

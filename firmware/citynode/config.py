@@ -16,11 +16,11 @@ from citynode.sense.ranging import RANGERS
 from citynode.sensors import get as type_module
 
 CONFIG_PATH = "/config.json"
-DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "settings": "/settings.json", "health_s": 60,
-            "recording": "/rec.jsonl", "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org",
+DEFAULTS = {"outbox_dir": "/outbox", "outbox_kb": 512, "outbox_ram_kb": 32, "settings": "/settings.json",
+            "health_s": 60, "recording": "/rec.jsonl", "speed": 1, "keepalive": 60, "ntp": "pool.ntp.org",
             "power": "always_on", "wdt_s": 30}
 FIELDS = ("site", "node", "broker", "network", "ntp", "power", "ha_discovery", "sensors", "hal", "outbox_dir",
-          "outbox_kb", "settings", "health_s")
+          "outbox_kb", "outbox_ram_kb", "settings", "health_s")
 BROKER_FIELDS = ("host", "port", "keepalive", "user", "password", "tls")
 HAL_FIELDS = {"sim": ("kind", "recording", "speed"), "esp32": ("kind", "pins", "i2c", "uart", "wdt_s"),
               "circuitpython": ("kind", "pins", "i2c", "uart", "wdt_s")}
@@ -282,10 +282,12 @@ def check_config(cfg):
         v = cfg.get(key, DEFAULTS[key])
         if type(v) is not str or not v:
             _fail("%s must be a %s path" % (key, what))
-    kb = cfg.get("outbox_kb", DEFAULTS["outbox_kb"])
-    if type(kb) is not int or not 8 <= kb <= 16384:
-        _fail("outbox_kb must be an integer, 8 to 16384 (KB of flash for readings kept while the broker "
-              "is away)")
+    for key, low, high, what in (("outbox_kb", 8, 16384, "flash"),
+                                 ("outbox_ram_kb", 4, 1024, "RAM, when the filesystem is read-only,")):
+        kb = cfg.get(key, DEFAULTS[key])
+        if type(kb) is not int or not low <= kb <= high:
+            _fail("%s must be an integer, %d to %d (KB of %s for readings kept while the broker is away)"
+                  % (key, low, high, what))
     health = cfg.get("health_s", DEFAULTS["health_s"])
     if not _is_num(health) or health <= 0:
         _fail("health_s must be a number above 0")

@@ -383,13 +383,14 @@ BOOT_OUT = "boot_out.txt"  # CircuitPython writes its version and board id there
 BOOT_PY = FIRMWARE / "circuitpython" / "boot.py"  # its finish_update finishes an update on the board
 UPDATE_FOLDER = ".citynode-update"  # the staging folder, the journal's lines: as finish_update reads them
 JOURNAL_HEAD, JOURNAL_END = "citynode-update 1", "end"
-# How the board gets its drive back for USB: its boot.py's storage policy then leaves it unmounted for code.
-# CircuitPython's safe mode skips boot.py, so the drive stays the computer's
-# (Adafruit's "Welcome to CircuitPython", Troubleshooting: safe mode). Holding
-# BOOT (GPIO0, a strapping pin) during RESET would start the ESP32-S3's ROM
-# bootloader instead.
-USB_WRITE_ACCESS = ("press RESET, then press it again while the status LED blinks yellow (CircuitPython's "
-                    "safe mode, which skips boot.py)")
+# How the board gets its drive back for USB: its boot.py leaves the drive to USB
+# for one boot when BOOT (board.BUTTON) is held as it runs, after the status
+# LED's purple (the UF2 bootloader's window: BOOT then starts it) and while it
+# blinks yellow (CircuitPython's wait for a second RESET, which would start
+# its safe mode: that skips boot.py and gives the drive to USB too, without
+# the node). Holding BOOT through RESET starts the ESP32-S3's ROM bootloader.
+USB_WRITE_ACCESS = ("press RESET, then hold BOOT from when the status LED blinks yellow until the drive "
+                    "shows up again (boot.py leaves it writable over USB until the next reset)")
 # boot_out.txt's first line: "Adafruit CircuitPython 9.2.1 on 2024-11-20; Adafruit Feather ESP32S3 4MB
 # Flash 2MB PSRAM with ESP32S3" (CircuitPython's main.c writes MICROPY_FULL_VERSION_INFO, then "Board ID:").
 _VERSION_LINE = re.compile(r"CircuitPython (\d+)(?:\.(\d+))?(?:\.(\d+))?(\S*) on ")
@@ -456,8 +457,8 @@ def drive_folder(port, port_hint=None):
 
 def read_only(folder):
     """The line for a drive this computer may not write."""
-    return ("%s is mounted read-only: the board's boot.py gave its filesystem to the code; %s to give USB "
-            "write access back, then run again" % (folder, USB_WRITE_ACCESS))
+    return ("%s is mounted read-only: the board's boot.py gave its filesystem to the code; to give it to "
+            "USB, %s, then run again" % (folder, USB_WRITE_ACCESS))
 
 
 @dataclass

@@ -18,7 +18,9 @@ CircuitPython module in place of MicroPython's `machine`, `network` and
 - Watchdog: `microcontroller.watchdog` in RESET mode, fed by `service()`
   and by every wait here.
 - Network: `wifi.radio.connect()` blocks (at most `NET_WAIT_MS` at boot,
-  `REJOIN_S` later, the watchdog fed before and after); the MQTT client
+  `REJOIN_S` later, the watchdog fed before and after; while the network
+  stays away the attempts back off from every `NET_CHECK_MS` to every
+  `REJOIN_MAX_MS`, as each one holds up the readings); the MQTT client
   finds `socketpool` itself (citynode.link.mqtt).
 - Time: `time.time()` counts seconds from 1970 on the RTC, which runs
   through deep sleep; milliseconds come from `time.monotonic_ns()` on top of
@@ -31,10 +33,12 @@ CircuitPython module in place of MicroPython's `machine`, `network` and
 
 import time
 
-from citynode.board.hal_esp32 import BoardHal
+from citynode import ticks
+from citynode.board.hal_esp32 import NET_CHECK_MS, BoardHal
 from citynode.storage import write_atomic
 
 REJOIN_S = 5  # after boot: how long one attempt to rejoin Wi-Fi may block
+REJOIN_MAX_MS = 60000  # failed rejoins back off (doubling from NET_CHECK_MS) to one a minute
 NTP_PORT = 123
 NTP_1900 = 2208988800  # seconds from 1900 (NTP's epoch) to 1970
 _STATE_LEN = 2  # sleep memory: two length bytes, then the state
@@ -209,6 +213,7 @@ class CircuitPythonHal(BoardHal):
         wdt.mode = watchdog.WatchDogMode.RESET
         wdt.feed()
         self.wdt = wdt
+        self._rejoin_ms = NET_CHECK_MS
         self._start(cfg)
 
     # ---- parts
@@ -265,7 +270,11 @@ class CircuitPythonHal(BoardHal):
         except (ConnectionError, OSError):
             pass
         self.wdt.feed()
-        return self.wlan.isconnected()
+        up = self.wlan.isconnected()
+        # Each attempt blocks the readings: while the network stays away, try less often.
+        self._rejoin_ms = NET_CHECK_MS if up else min(2 * self._rejoin_ms, REJOIN_MAX_MS)
+        self._next_check = ticks.add(ticks.now_ms(), self._rejoin_ms)
+        return up
 
     def _rtc_ms(self):
         return self._rtc0 + time.monotonic_ns() // 1000000 - self._mono0
@@ -290,6 +299,13 @@ class CircuitPythonHal(BoardHal):
             return None
         info = self.wlan.radio.ap_info
         return None if info is None else info.rssi
+
+    def writable(self):
+        """Whether code may write the drive: boot.py's `storage.remount`
+        decides, before USB is up (docs/circuitpython.md)."""
+        import storage
+
+        return not storage.getmount("/").readonly
 
     # ---- deep sleep
 

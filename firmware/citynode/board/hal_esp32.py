@@ -259,6 +259,10 @@ class BoardHal:
         except (OSError, ValueError):
             return None
 
+    def writable(self):
+        """MicroPython's filesystem is always the code's."""
+        return True
+
     # ---- the interface
 
     def now(self):

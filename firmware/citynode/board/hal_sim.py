@@ -114,6 +114,10 @@ class SimHal:
     def rssi(self):
         return None
 
+    def writable(self):
+        """The host's folder (the virtual board's flash) is the code's."""
+        return True
+
     def reset_cause(self):
         """The unix port cannot tell why it started."""
         return "unknown"

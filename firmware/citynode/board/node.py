@@ -123,7 +123,6 @@ class Node:
     `run()` is the main loop."""
 
     def __init__(self, cfg, hal=None):
-        from citynode.link.outbox import Outbox
         from citynode.link.publisher import Publisher
 
         self.cfg = cfg
@@ -133,14 +132,24 @@ class Node:
         self.uptime = ticks.Clock(0, ticks_ms())  # seconds since boot, past the ticks' 6.2 days
         self.prefix = topic_prefix(cfg["site"], cfg["node"])
         self.client = _client(cfg, True)
-        self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]),
-                             max_bytes=cfg.get("outbox_kb", DEFAULTS["outbox_kb"]) * 1024)
+        self.notes = []  # what went wrong at boot but did not stop the node; sent in health
+        if self.hal.writable():
+            from citynode.link.outbox import Outbox
+
+            self.outbox = Outbox(cfg.get("outbox_dir", DEFAULTS["outbox_dir"]),
+                                 max_bytes=cfg.get("outbox_kb", DEFAULTS["outbox_kb"]) * 1024)
+        else:
+            from citynode.link.ramoutbox import RamOutbox
+
+            kb = cfg.get("outbox_ram_kb", DEFAULTS["outbox_ram_kb"])
+            self.outbox = RamOutbox(kb * 1024)
+            self._note("filesystem read-only: outbox in RAM (%d KB, lost at a reset), settings not stored"
+                       % kb)
         self.publisher = Publisher(self.client, self.outbox, cfg["site"], cfg["node"])
         self.clock = self.hal.clock()
         self.core = Core(cfg["sensors"], self.clock, self.publisher.publish)
         self.settings = cfg.get("settings", DEFAULTS["settings"])
         self.reboot_requested = False
-        self.notes = []  # what went wrong at boot but did not stop the node; sent in health
         try:
             os.stat(self.settings)
         except OSError:
@@ -195,10 +204,14 @@ class Node:
         """Duty cycle: deep-sleep until shortly before the next reading (or
         health message) when that is at least SLEEP_MIN_MS away and nothing
         would be lost: no ack waiting, nothing in flight, and the outbox
-        empty (or the broker unreachable: the outbox is on flash)."""
+        empty (or the broker unreachable and the outbox on flash; one in
+        RAM keeps the node awake until it is empty). A state that cannot
+        be kept (sleep memory too small, the flash read-only) keeps it
+        awake too."""
         if not self.duty or self._acks or self.client.pending() or self.reboot_requested:
             return
-        if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms):
+        if self.outbox.pending() and (self.client.connected or not self.client.backoff_ms
+                                      or not self.outbox.durable):
             return
         _sid, left = self.hal.first_due(self.core.due_at)
         if self.next_health is not None:
@@ -210,7 +223,10 @@ class Node:
         base = Core(self.cfg["sensors"], self.clock, None)  # what the config alone gives
         kept = {"core": snapshot(self.core, base), "seq": self.publisher.seq, "health": self.next_health}
         base = None
-        self.hal.save_state(json.dumps(kept, separators=(",", ":")).encode())
+        try:
+            self.hal.save_state(json.dumps(kept, separators=(",", ":")).encode())
+        except OSError:
+            return
         self.client.disconnect()
         self.publisher.flush()  # nothing acknowledged is sent again after the wake
         self.hal.sleep(left - WAKE_LEAD_MS)

@@ -81,6 +81,8 @@ class Outbox:
     segments): what the log costs the flash.
     """
 
+    durable = True  # what it holds outlives a reset (link/ramoutbox.py's does not)
+
     def __init__(self, folder, max_bytes=64 * 1024, segment_bytes=8 * 1024, window=16):
         if segment_bytes <= HEADER_LEN or segment_bytes > max_bytes:
             raise ValueError("need %d < segment_bytes <= max_bytes" % HEADER_LEN)

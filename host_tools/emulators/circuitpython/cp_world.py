@@ -2,11 +2,12 @@
 parts on its pins (fed from a recording), its Wi-Fi, NTP server and the
 memory that outlives a reset. The emulated CircuitPython modules in this
 folder (`time`, `supervisor`, `board`, `busio`, `digitalio`, `pulseio`,
-`wifi`, `socketpool`, `rtc`, `alarm`, `microcontroller`, `watchdog`,
-`storage`, `os`) all talk to the one `world()`.
+`wifi`, `socketpool`, `ssl`, `rtc`, `alarm`, `microcontroller`,
+`watchdog`, `storage`, `os`) all talk to the one `world()`.
 
-Run the firmware under MicroPython's unix port with this folder first on
-MICROPYPATH and `CITYNODE_CP_WORLD` naming a JSON file:
+Run the firmware with launch.py under MicroPython's unix port (this
+folder first on MICROPYPATH) or launch_cpython.py under CPython, with
+`CITYNODE_CP_WORLD` naming a JSON file:
 
     {"recording": "storm.jsonl",          # bus-level values (version 2) drive the parts
      "parts": {"street": {"trig": "D5", "echo": "D6"},   # a trigger/echo ranger
@@ -31,8 +32,9 @@ and a hungry watchdog save the world's state (the clock, sleep memory,
 `microcontroller.nvm`, why the board restarts) to `state` and end the
 interpreter with `Reset`; the test runs it again, as the board would.
 
-MicroPython's unix port only: the real modules are reached by their `u`
-names (`usocket`, `uos`, `utime`).
+The real modules are reached by MicroPython's `u` names (`usocket`,
+`uselect`, `uos`, `utime`, with MicroPython's calls on them); under CPython
+launch_cpython.py (cp_cpython) gives CPython's under those names.
 """
 
 import json
@@ -247,3 +249,18 @@ def world():
     if not _WORLD:
         _WORLD.append(World(uos.getenv("CITYNODE_CP_WORLD")))
     return _WORLD[0]
+
+
+def power_up(run):
+    """The board starts, as CircuitPython starts it: boot.py, then code.py,
+    from the drive (the working folder), each run by `run(name)` (the
+    launcher's), then the world ends (code.py returned)."""
+    w = world()
+    for name in ("boot.py", "code.py"):
+        try:
+            uos.stat(name)
+        except OSError:
+            continue
+        w.in_boot = name == "boot.py"
+        run(name)
+    w.end()

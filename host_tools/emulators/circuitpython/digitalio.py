@@ -1,5 +1,6 @@
 """CircuitPython's `digitalio.DigitalInOut`; a trigger pin's falling edge
-makes the ranger on it ping (cp_world.World.trigger_fell)."""
+makes the ranger on it ping (cp_world.World.trigger_fell); an input pin the
+world holds (its `held` list: a button pressed) reads low."""
 
 from host_tools.emulators.circuitpython.cp_world import world
 
@@ -36,7 +37,11 @@ class DigitalInOut:
 
     @property
     def value(self):
-        return self._value
+        """An output: what was set. An input: low while the world holds its
+        pin (a button to ground: `"held": ["BUTTON"]`), else its pull's level."""
+        if self.direction == Direction.OUTPUT:
+            return self._value
+        return self._pin.name not in world().cfg.get("held", ()) and self.pull == Pull.UP
 
     @value.setter
     def value(self, v):

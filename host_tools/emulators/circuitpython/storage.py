@@ -1,8 +1,13 @@
-"""CircuitPython's `storage`: `remount("/", readonly)` (only in boot.py;
-it says whether code or the USB host may write CIRCUITPY) and
-`getmount("/").readonly`, as the world keeps them (`usb_host_writes`)."""
+"""CircuitPython's `storage`: `remount("/", readonly)` (only in boot.py; it
+says whether the code or the USB host may write CIRCUITPY) and
+`getmount("/").readonly`. Every start is CircuitPython's default (read-only
+to the code) until boot.py remounts; launch.py's drive refuses the code's
+writes while it is read-only, with OSError 30 (EROFS) as CircuitPython's
+FAT filesystem does."""
 
 from host_tools.emulators.circuitpython.cp_world import world
+
+_READONLY = [True]  # this start's mount of "/", as the code sees it
 
 
 class _VfsFat:
@@ -10,7 +15,7 @@ class _VfsFat:
 
     @property
     def readonly(self):
-        return world().kept.get("readonly", True)
+        return _READONLY[0]
 
 
 def getmount(mount_path):
@@ -20,7 +25,8 @@ def getmount(mount_path):
 
 
 def remount(mount_path, readonly=False, disable_concurrent_write_protection=False):
-    w = world()
-    if not w.in_boot:
+    if not world().in_boot:
         raise RuntimeError("Cannot remount '/' when visible via USB.")
-    w.kept["readonly"] = bool(readonly)
+    if mount_path != "/":
+        raise OSError(22)
+    _READONLY[0] = bool(readonly)

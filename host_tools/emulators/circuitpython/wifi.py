@@ -1,6 +1,7 @@
 """CircuitPython's `wifi.radio`: `connect()` blocks (on the world's clock)
-and joins the world's network when the SSID and password match, else
-raises ConnectionError after its timeout; `connected`, `ap_info.rssi`."""
+and joins the world's network when the SSID and password match (and the
+world's clock has passed the network's `away_until_ms`), else raises
+ConnectionError after its timeout; `connected`, `ap_info.rssi`."""
 
 from host_tools.emulators.circuitpython.cp_world import world
 
@@ -22,7 +23,8 @@ class _Radio:
         w = world()
         net = w.wifi
         self.joins += 1
-        if ssid == net.get("ssid") and password == net.get("password", "") and not net.get("down"):
+        away = w.now_ms < net.get("away_until_ms", 0)  # the access point is out of reach until then
+        if ssid == net.get("ssid") and password == net.get("password", "") and not (net.get("down") or away):
             w.advance(net.get("join_ms", 1200))
             self.connected = True
             return
