@@ -74,6 +74,15 @@ def _fixed_header(buf, first, n):
             return i
 
 
+def _pem(der):
+    """A DER certificate as PEM text: base64 in lines of 64 characters
+    (48 bytes each) between the BEGIN and END lines."""
+    from binascii import b2a_base64
+
+    lines = [b2a_base64(der[i:i + 48]) for i in range(0, len(der), 48)]  # each ends in a newline
+    return "-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n" % b"".join(lines).decode()
+
+
 def _as_bytes(x):
     """A str encoded; bytes, bytearray or memoryview as they are (not copied)."""
     return x.encode() if isinstance(x, str) else x
@@ -284,17 +293,27 @@ class MQTTClient:
     # ---- connection
 
     def _open(self, end):
+        # TLS on CircuitPython: its ssl wraps the socket before the connect,
+        # and the wrapped socket's connect() is the TCP connect and the
+        # handshake. Elsewhere the connected TCP socket is wrapped (the
+        # handshake is in wrap_socket).
+        wrap_first = self.ssl_ca is not None and not self._polls
+        hostname = self.server_hostname or self.host
         raw = None
         err = MQTTError("no address for %s" % self.host)
         pool = self._pool
         for ai in pool.getaddrinfo(self.host, self.port, 0, pool.SOCK_STREAM):
-            raw = pool.socket(ai[0], pool.SOCK_STREAM, ai[2])
+            raw = sock = pool.socket(ai[0], pool.SOCK_STREAM, ai[2])
             try:
-                raw.settimeout(self._left(end) / 1000)
-                raw.connect(ai[-1])
+                if wrap_first:
+                    sock = self._context().wrap_socket(raw, server_hostname=hostname)
+                sock.settimeout(self._left(end) / 1000)
+                sock.connect(ai[-1])
                 break
             except OSError as e:
-                raw.close()
+                sock.close()
+                if sock is not raw:  # a failed handshake leaves CircuitPython's TCP socket open
+                    raw.close()
                 raw, err = None, e
         if raw is None:
             raise err
@@ -306,17 +325,11 @@ class MQTTClient:
             raw.setsockopt(tcp, nodelay, 1)
         self._raw = self._sock = self._tsock = raw
         if self.ssl_ca is not None:
-            if self._ctx is None:
-                import ssl
-
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(cadata=self.ssl_ca)
-                self._ctx = ctx
-            raw.settimeout(self._left(end) / 1000)
-            s = self._ctx.wrap_socket(raw, server_hostname=self.server_hostname or self.host)
-            self._sock = s
-            self._tsock = s if hasattr(s, "settimeout") else raw
+            if not wrap_first:
+                raw.settimeout(self._left(end) / 1000)
+                sock = self._context().wrap_socket(raw, server_hostname=hostname)
+            self._sock = sock
+            self._tsock = sock if hasattr(sock, "settimeout") else raw
         s = self._sock
         self._readinto = s.readinto if hasattr(s, "readinto") else s.recv_into
         self._peeked = False
@@ -324,6 +337,24 @@ class MQTTClient:
             self._poller = select.poll()
             self._poller.register(self._sock, select.POLLIN)
         self._rx = self._tx = ticks_ms()
+
+    def _context(self):
+        """The TLS context, made once. MicroPython's and CPython's ssl take
+        the CA as DER bytes; CircuitPython's (a socketpool's sockets) has
+        no protocol or verify-mode constants, verifies whenever a CA is
+        loaded, and takes one CA certificate as PEM text."""
+        if self._ctx is None:
+            import ssl
+
+            if self._polls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cadata=self.ssl_ca)
+            else:
+                ctx = ssl.create_default_context()
+                ctx.load_verify_locations(cadata=_pem(self.ssl_ca))
+            self._ctx = ctx
+        return self._ctx
 
     def _connect_packet(self):
         flags = 0x02 if self.clean else 0

@@ -10,8 +10,10 @@ Mosquitto). On the world's clock the network has no latency: each socket
 counts the MQTT answers the broker owes for what was sent (CONNECT,
 SUBSCRIBE, PUBLISH at QoS 1, PINGREQ) and `settle()`, called before the
 clock moves, takes them in (waiting at most SETTLE_S of real time). A
-timed-out read moves the clock by its timeout. UDP to port 123 is the
-world's NTP server: the answer carries the true time.
+timed-out read moves the clock by its timeout. Under TLS (the emulated
+`ssl`) the socket talks through MicroPython's TLS socket and counts the
+plaintext. UDP to port 123 is the world's NTP server: the answer carries
+the true time.
 """
 
 import uselect
@@ -60,6 +62,7 @@ class _Frames:
 class Socket:
     def __init__(self, pool, family, type):  # noqa: A002 - CircuitPython's names
         self._pool = pool
+        self.type = type  # what CircuitPython's ssl checks before it wraps a socket
         self._udp = type == pool.SOCK_DGRAM
         self._timeout = None
         self._in = bytearray()
@@ -84,6 +87,15 @@ class Socket:
         self._poller = uselect.poll()
         self._poller.register(real, uselect.POLLIN)
         world().sockets.append(self)
+
+    def _secure(self, real):
+        """TLS (the emulated `ssl`, after the handshake): from now on the
+        broker is reached through `real`, the TLS socket over the TCP one,
+        so what is counted is still the plaintext. The poller stays on the
+        TCP socket (polling a TLS one costs a millisecond each time), so a
+        read without waiting of `real` must take in every whole record there
+        is, and gives None when there is none."""
+        self._real = real
 
     def settimeout(self, value):
         self._timeout = value
@@ -113,6 +125,8 @@ class Socket:
             return
         self._real.setblocking(False)
         data = self._real.read(4096)
+        if data is None:  # TLS: no whole record yet
+            return
         if not data:
             self._closed = True
             return
